@@ -1,0 +1,3 @@
+import { goeVitestConfig } from '../../vitest.shared.js';
+
+export default goeVitestConfig('@goe/head-ink');
