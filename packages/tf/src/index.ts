@@ -1,1 +1,22 @@
-export const TF = 1;
+/**
+ * @goe/tf: the tensor layer every model package stands on. Re-exports tfjs-core as `tf`, chooses the
+ * best backend (with kernels fixed where a backend is wrong), and holds the shared helpers.
+ */
+export * as tf from '@tensorflow/tfjs-core';
+export {
+  BACKEND_ORDER,
+  BackendUnavailableError,
+  availableBackends,
+  currentBackend,
+  initBackend,
+  probeBackend,
+  useBackend,
+  type BackendChoice,
+  type BackendName,
+  type BackendProbe,
+  type InitBackendOptions,
+} from './backend.js';
+export { WebGpuError, checkWebGpuErrors, type WebGpuInfo } from './webgpu.js';
+export { makeRng, type Rng } from './rng.js';
+export { backendsUnderTest, expectNoLeak, maxAbsDiff } from './testing.js';
+export { Linear, LayerNorm, Module, gelu, initValues, type Init } from './module.js';
