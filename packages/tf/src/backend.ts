@@ -146,6 +146,11 @@ async function probeUncached(name: BackendName): Promise<BackendProbe & { webgpu
   }
 }
 
+/** True for adapters that run on the CPU (Mesa lavapipe/llvmpipe, SwiftShader). */
+export function isSoftwareAdapter(info: WebGpuInfo): boolean {
+  return /software|cpu/i.test(info.architecture) || /llvmpipe|lavapipe|swiftshader/i.test(`${info.description} ${info.device}`);
+}
+
 /**
  * Tries one backend without switching to it (the active backend is restored). Cached per process.
  */
@@ -196,6 +201,12 @@ export async function initBackend(options: InitBackendOptions = {}): Promise<Bac
   } else {
     for (const name of BACKEND_ORDER) {
       const probe = await probeBackend(name);
+      if (probe.ok && probe.webgpu && isSoftwareAdapter(probe.webgpu)) {
+        // A CPU Vulkan driver (lavapipe/llvmpipe, SwiftShader) emulates a GPU on the CPU: correct but
+        // slower than wasm, so auto mode passes it over; `--backend webgpu` still selects it.
+        probes.push({ name, ok: false, reason: `software adapter (${probe.webgpu.description}); slower than wasm` });
+        continue;
+      }
       probes.push(probe);
       if (probe.ok) {
         chosen = probe;

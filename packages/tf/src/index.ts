@@ -9,6 +9,7 @@ export {
   availableBackends,
   currentBackend,
   initBackend,
+  isSoftwareAdapter,
   probeBackend,
   useBackend,
   type BackendChoice,
