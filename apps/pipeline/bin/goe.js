@@ -8,4 +8,5 @@ registerTsx();
 register('./source-hooks.js', import.meta.url);
 const { main } = await import('../src/cli.ts');
 const code = await main(process.argv.slice(2));
-process.exitCode = code;
+// Exit explicitly: a WebGPU device keeps the event loop alive after the work is done.
+process.exit(code);

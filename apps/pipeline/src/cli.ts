@@ -1,5 +1,255 @@
-import { VERSION } from './index.js';
+/**
+ * The `goe` command: `goe train`, `goe segment`, `goe synth`. Every subcommand has `--help`; unknown
+ * flags and bad values are errors that name the flag, with exit code 2 (usage) or 1 (failure).
+ */
+import { BACKEND_ORDER, BackendUnavailableError } from '@goe/tf';
+import { resolvePhantomConfig, writePhantom } from '@goe/phantom';
+import { readFile } from 'node:fs/promises';
+import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { resolveTrainConfig, DEFAULT_TRAIN_CONFIG, type DeepPartial, type TrainConfig } from './config.js';
+import { CheckpointError, ConfigError, NonFiniteLossError } from './errors.js';
+import { segment } from './segment.js';
+import { train } from './train.js';
+
+type Options = NonNullable<ParseArgsConfig['options']>;
+
+interface Command {
+  summary: string;
+  usage: string;
+  options: Options;
+  /** Help text per option. */
+  help: Record<string, string>;
+  run(values: Record<string, string | boolean | undefined>): Promise<number>;
+}
+
+const BACKENDS = `auto, ${BACKEND_ORDER.join(', ')}`;
+
+function parseIntFlag(v: string | undefined, flag: string): number | undefined {
+  if (v === undefined) return undefined;
+  if (!/^-?\d+$/.test(v)) throw new ConfigError(flag, `expected an integer, got '${v}'`);
+  return Number(v);
+}
+
+function parseShape(v: string | undefined, flag: string): [number, number, number] | undefined {
+  if (v === undefined) return undefined;
+  const parts = v.split(/[,x]/).map((s) => s.trim());
+  if (parts.length !== 3 || !parts.every((p) => /^\d+$/.test(p) && Number(p) > 0)) {
+    throw new ConfigError(flag, `expected D,H,W (three positive integers), got '${v}'`);
+  }
+  return parts.map(Number) as [number, number, number];
+}
+
+async function readConfigFile(path: string): Promise<Record<string, unknown>> {
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (err) {
+    throw new ConfigError('--config', `cannot read ${path}`, { cause: err });
+  }
+  try {
+    const v = JSON.parse(text) as unknown;
+    if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new Error('not a JSON object');
+    return v as Record<string, unknown>;
+  } catch (err) {
+    throw new ConfigError('--config', `${path} is not a JSON object: ${(err as Error).message}`, { cause: err });
+  }
+}
+
+const commands: Record<string, Command> = {
+  train: {
+    summary: 'train the ink model (volume stem -> encoder -> GoE layer -> ink head)',
+    usage: 'goe train [--steps N] [--seed S] [--backend NAME] [--out DIR] [--config FILE.json]',
+    options: {
+      steps: { type: 'string' },
+      seed: { type: 'string' },
+      backend: { type: 'string' },
+      out: { type: 'string' },
+      config: { type: 'string' },
+      batch: { type: 'string' },
+      'phantom-shape': { type: 'string' },
+      quiet: { type: 'boolean' },
+      help: { type: 'boolean', short: 'h' },
+    },
+    help: {
+      steps: `training steps (default ${DEFAULT_TRAIN_CONFIG.steps})`,
+      seed: `seed for weights, phantom and patch sampling (default ${DEFAULT_TRAIN_CONFIG.seed}); the same seed gives the same loss curve on every backend`,
+      backend: `tensor backend: ${BACKENDS} (default auto, or GOE_BACKEND)`,
+      out: `run folder for checkpoint/, metrics.jsonl, loss.png (default ${DEFAULT_TRAIN_CONFIG.out})`,
+      config: 'JSON file with any part of the training config; flags override it',
+      batch: `patches per step (default ${DEFAULT_TRAIN_CONFIG.batch})`,
+      'phantom-shape': `size D,H,W of the synthetic scroll generated for training (default ${DEFAULT_TRAIN_CONFIG.data.phantomShape.join(',')})`,
+      quiet: 'no progress output',
+    },
+    async run(v) {
+      const file = typeof v['config'] === 'string' ? await readConfigFile(v['config']) : {};
+      const partial = file as DeepPartial<TrainConfig>;
+      const steps = parseIntFlag(v['steps'] as string | undefined, '--steps');
+      const seed = parseIntFlag(v['seed'] as string | undefined, '--seed');
+      const batch = parseIntFlag(v['batch'] as string | undefined, '--batch');
+      const shape = parseShape(v['phantom-shape'] as string | undefined, '--phantom-shape');
+      if (steps !== undefined) partial.steps = steps;
+      if (seed !== undefined) partial.seed = seed;
+      if (batch !== undefined) partial.batch = batch;
+      if (typeof v['backend'] === 'string') partial.backend = v['backend'];
+      if (typeof v['out'] === 'string') partial.out = v['out'];
+      if (shape) partial.data = { ...(partial.data ?? {}), phantomShape: shape };
+      const config = resolveTrainConfig(partial);
+      const r = await train(config, { progressStream: v['quiet'] ? null : process.stderr });
+      const first = r.history[0]?.['total'];
+      const last = r.history[r.history.length - 1]?.['total'];
+      const val = r.validation[r.validation.length - 1];
+      console.log(
+        JSON.stringify({
+          run: r.runDir,
+          backend: r.backend.name,
+          steps: config.steps,
+          firstLoss: first,
+          finalLoss: last,
+          validation: val,
+          secondsPerStep: Number(r.secondsPerStep.toFixed(4)),
+          checkpoint: r.checkpoint,
+          lossCurve: r.lossCurvePng,
+        }),
+      );
+      return 0;
+    },
+  },
+  segment: {
+    summary: 'write an ink-probability Zarr volume for a scroll volume, tile by tile',
+    usage: 'goe segment --checkpoint RUN --volume VOL.zarr --out PRED.zarr [--backend NAME] [--batch N] [--overwrite]',
+    options: {
+      checkpoint: { type: 'string' },
+      volume: { type: 'string' },
+      out: { type: 'string' },
+      backend: { type: 'string' },
+      batch: { type: 'string' },
+      overwrite: { type: 'boolean' },
+      quiet: { type: 'boolean' },
+      help: { type: 'boolean', short: 'h' },
+    },
+    help: {
+      checkpoint: 'run folder written by `goe train` (or its checkpoint/ folder)',
+      volume: 'input volume: Zarr v2/v3 array or OME-Zarr group (level 0)',
+      out: 'output Zarr array: uint8 ink probability (0-255), same shape, chunked like the model patch',
+      backend: `tensor backend: ${BACKENDS}`,
+      batch: 'tiles per forward pass (default 4)',
+      overwrite: 'replace --out if it exists',
+      quiet: 'no progress output',
+    },
+    async run(v) {
+      for (const k of ['checkpoint', 'volume', 'out']) {
+        if (typeof v[k] !== 'string') throw new ConfigError(`--${k}`, 'is required');
+      }
+      const r = await segment({
+        checkpoint: v['checkpoint'] as string,
+        volume: v['volume'] as string,
+        out: v['out'] as string,
+        backend: v['backend'] as string | undefined,
+        batch: parseIntFlag(v['batch'] as string | undefined, '--batch'),
+        overwrite: Boolean(v['overwrite']),
+        progressStream: v['quiet'] ? null : process.stderr,
+      });
+      console.log(
+        JSON.stringify({
+          out: r.out,
+          shape: r.shape,
+          tiles: r.tiles,
+          seconds: Number(r.seconds.toFixed(2)),
+          voxelsPerSecond: Math.round(r.voxelsPerSecond),
+          backend: r.backend.name,
+        }),
+      );
+      return 0;
+    },
+  },
+  synth: {
+    summary: 'write a synthetic scroll (OME-Zarr image + ink and papyrus labels)',
+    usage: 'goe synth --out DIR [--shape D,H,W] [--seed N] [--preset NAME]',
+    options: {
+      out: { type: 'string' },
+      shape: { type: 'string' },
+      seed: { type: 'string' },
+      preset: { type: 'string' },
+      help: { type: 'boolean', short: 'h' },
+    },
+    help: {
+      out: 'output folder; the scroll is written to DIR/scroll.zarr',
+      shape: 'volume size D,H,W in voxels (default 32,128,128)',
+      seed: 'random seed (default 0); the same seed gives byte-identical output',
+      preset: 'phantom preset (default: the phantom package default)',
+    },
+    async run(v) {
+      if (typeof v['out'] !== 'string') throw new ConfigError('--out', 'is required');
+      const partial: Record<string, unknown> = { shape: parseShape(v['shape'] as string | undefined, '--shape') ?? [32, 128, 128] };
+      const seed = parseIntFlag(v['seed'] as string | undefined, '--seed');
+      if (seed !== undefined) partial['seed'] = seed;
+      if (typeof v['preset'] === 'string') partial['preset'] = v['preset'];
+      const written = await writePhantom(v['out'], resolvePhantomConfig(partial));
+      console.log(JSON.stringify(written));
+      return 0;
+    },
+  },
+};
+
+function commandHelp(name: string, c: Command): string {
+  const lines = [`goe ${name}: ${c.summary}`, '', `usage: ${c.usage}`, '', 'options:'];
+  for (const [k, o] of Object.entries(c.options)) {
+    const flag = `--${k}${o.type === 'string' ? ' VALUE' : ''}${o.short ? `, -${o.short}` : ''}`;
+    lines.push(`  ${flag.padEnd(24)} ${k === 'help' ? 'show this help' : (c.help[k] ?? '')}`);
+  }
+  return lines.join('\n');
+}
+
+export function mainHelp(): string {
+  const lines = [
+    'goe: Graph-of-Experts for scroll volumes',
+    '',
+    'usage: goe <command> [options]    (goe <command> --help for its options)',
+    '',
+    'commands:',
+  ];
+  for (const [k, c] of Object.entries(commands)) lines.push(`  ${k.padEnd(10)} ${c.summary}`);
+  lines.push('', 'environment:', `  GOE_BACKEND   force a tensor backend (${BACKENDS})`);
+  return lines.join('\n');
+}
+
+/** Runs the CLI; returns the process exit code (0 ok, 1 failure, 2 usage error). */
 export async function main(argv: string[]): Promise<number> {
-  console.log('goe', VERSION, argv);
-  return 0;
+  const [name, ...rest] = argv;
+  if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
+    console.log(mainHelp());
+    return name === undefined ? 2 : 0;
+  }
+  const cmd = commands[name];
+  if (!cmd) {
+    console.error(`goe: unknown command '${name}'\n\n${mainHelp()}`);
+    return 2;
+  }
+  let values: Record<string, string | boolean | undefined>;
+  try {
+    values = parseArgs({ args: rest, options: cmd.options, strict: true, allowPositionals: false }).values as typeof values;
+  } catch (err) {
+    console.error(`goe ${name}: ${(err as Error).message}\n\n${commandHelp(name, cmd)}`);
+    return 2;
+  }
+  if (values['help']) {
+    console.log(commandHelp(name, cmd));
+    return 0;
+  }
+  try {
+    return await cmd.run(values);
+  } catch (err) {
+    if (err instanceof ConfigError || err instanceof BackendUnavailableError) {
+      console.error(`goe ${name}: ${err.message}`);
+      return 2;
+    }
+    if (err instanceof NonFiniteLossError || err instanceof CheckpointError) {
+      console.error(`goe ${name}: ${err.message}`);
+      return 1;
+    }
+    const e = err as Error;
+    console.error(`goe ${name}: ${e?.name ?? 'Error'}: ${e?.message ?? String(err)}`);
+    if (process.env['GOE_DEBUG']) console.error(e?.stack);
+    return 1;
+  }
 }

@@ -1,0 +1,215 @@
+/**
+ * The training configuration: one typed object, every default in `DEFAULT_TRAIN_CONFIG`, validated by
+ * `resolveTrainConfig` with messages that name the field, what was expected and what arrived. The
+ * model sub-configs are validated by their own packages' `resolve…Config`.
+ */
+import { ConfigError } from './errors.js';
+
+/** Where training patches come from. */
+export interface DataConfig {
+  /** `phantom`: generate the synthetic scroll into the run folder; `zarr`: read `volume` + `inkLabels`. */
+  source: 'phantom' | 'zarr';
+  /** Phantom size `[D, H, W]` in voxels (source `phantom`). */
+  phantomShape: [number, number, number];
+  /** Phantom preset name (source `phantom`). */
+  phantomPreset: string;
+  /** Path of a Zarr / OME-Zarr volume (source `zarr`). */
+  volume: string;
+  /** Path of the ink label array beside it (source `zarr`). */
+  inkLabels: string;
+  /**
+   * Fraction of the volume's x extent (the last axis) held out for validation: training patches come
+   * from x < (1 - f) W, validation patches from the rest, so the two never overlap.
+   */
+  validationFraction: number;
+  /** Patches read ahead of the training step. */
+  prefetch: number;
+}
+
+/** The model: patch size and each package's partial config (validated by that package). */
+export interface ModelConfig {
+  /** Patch shape `[D, H, W]` in voxels fed to the volume stem. */
+  patch: [number, number, number];
+  /** Token width d shared by stem, encoder, core and head. */
+  width: number;
+  /** Aux routing-feature width da. */
+  auxWidth: number;
+  stem: Record<string, unknown>;
+  encoder: Record<string, unknown>;
+  core: Record<string, unknown>;
+  inkHead: Record<string, unknown>;
+  /** Weight of the router's auxiliary losses in the total. */
+  auxLossWeight: number;
+}
+
+/** Adam with linear warm-up, cosine decay and global-norm gradient clipping. */
+export interface OptimConfig {
+  lr: number;
+  warmupSteps: number;
+  /** Final learning rate as a fraction of `lr` at the end of the cosine. */
+  minLrFraction: number;
+  /** Clip the global gradient norm to this value (0 = off). */
+  clipNorm: number;
+  beta1: number;
+  beta2: number;
+}
+
+export interface TrainConfig {
+  data: DataConfig;
+  model: ModelConfig;
+  optim: OptimConfig;
+  batch: number;
+  steps: number;
+  seed: number;
+  /** Backend name or `auto` (best available). */
+  backend: string;
+  /** Run folder. */
+  out: string;
+  /** Log a `metrics.jsonl` line (and the progress line) every N steps. */
+  logEvery: number;
+  /** Validate every N steps (0 = only at the end). */
+  validateEvery: number;
+  /** Validation patches per validation. */
+  validationPatches: number;
+  /** Write a checkpoint every N steps (0 = only at the end). */
+  checkpointEvery: number;
+}
+
+export type DeepPartial<T> = { [K in keyof T]?: T[K] extends Record<string, unknown> ? DeepPartial<T[K]> : T[K] };
+
+/** Every default, in one place. Small enough to train a few hundred steps in minutes on 2 cores. */
+export const DEFAULT_TRAIN_CONFIG: TrainConfig = {
+  data: {
+    source: 'phantom',
+    phantomShape: [32, 128, 128],
+    phantomPreset: 'easy',
+    volume: '',
+    inkLabels: '',
+    validationFraction: 0.25,
+    prefetch: 4,
+  },
+  model: {
+    patch: [16, 32, 32],
+    width: 32,
+    auxWidth: 8,
+    stem: {},
+    encoder: {},
+    core: {},
+    inkHead: {},
+    auxLossWeight: 1,
+  },
+  optim: { lr: 3e-3, warmupSteps: 20, minLrFraction: 0.1, clipNorm: 1, beta1: 0.9, beta2: 0.999 },
+  batch: 4,
+  steps: 300,
+  seed: 0,
+  backend: 'auto',
+  out: 'runs/latest',
+  logEvery: 10,
+  validateEvery: 100,
+  validationPatches: 8,
+  checkpointEvery: 100,
+};
+
+function isPlainObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+function describe(v: unknown): string {
+  return typeof v === 'string' ? `'${v}'` : JSON.stringify(v);
+}
+
+/**
+ * Merges `partial` over the defaults, checking every key against the default's type. Objects under
+ * `model.{stem,encoder,core,inkHead}` pass through (their packages validate them).
+ */
+function merge(defaults: unknown, partial: unknown, path: string): unknown {
+  if (partial === undefined) return defaults;
+  if (isPlainObject(defaults)) {
+    if (!isPlainObject(partial)) throw new ConfigError(path, `expected an object, got ${describe(partial)}`);
+    const opaque = /^model\.(stem|encoder|core|inkHead)$/.test(path);
+    if (opaque) return { ...partial };
+    const out: Record<string, unknown> = {};
+    for (const key of Object.keys(partial)) {
+      if (!(key in defaults)) {
+        throw new ConfigError(
+          path ? `${path}.${key}` : key,
+          `unknown key; expected one of ${Object.keys(defaults).join(', ')}`,
+        );
+      }
+    }
+    for (const [k, dv] of Object.entries(defaults)) out[k] = merge(dv, partial[k], path ? `${path}.${k}` : k);
+    return out;
+  }
+  if (Array.isArray(defaults)) {
+    if (
+      !Array.isArray(partial) ||
+      partial.length !== defaults.length ||
+      !partial.every((x) => typeof x === 'number' && Number.isInteger(x) && x > 0)
+    ) {
+      throw new ConfigError(path, `expected ${defaults.length} positive integers, got ${describe(partial)}`);
+    }
+    return [...partial];
+  }
+  if (typeof partial !== typeof defaults) {
+    throw new ConfigError(path, `expected a ${typeof defaults}, got ${describe(partial)}`);
+  }
+  if (typeof partial === 'number' && !Number.isFinite(partial)) {
+    throw new ConfigError(path, `expected a finite number, got ${describe(partial)}`);
+  }
+  return partial;
+}
+
+function positiveInt(v: number, field: string, allowZero = false): void {
+  if (!Number.isInteger(v) || v < (allowZero ? 0 : 1)) {
+    throw new ConfigError(field, `expected a ${allowZero ? 'non-negative' : 'positive'} integer, got ${v}`);
+  }
+}
+
+/** Fills defaults and validates; throws `ConfigError` naming the field. */
+export function resolveTrainConfig(partial: DeepPartial<TrainConfig> | Record<string, unknown> = {}): TrainConfig {
+  const c = merge(DEFAULT_TRAIN_CONFIG, partial, '') as TrainConfig;
+  positiveInt(c.steps, 'steps');
+  positiveInt(c.batch, 'batch');
+  if (!Number.isInteger(c.seed)) throw new ConfigError('seed', `expected an integer, got ${c.seed}`);
+  positiveInt(c.logEvery, 'logEvery');
+  positiveInt(c.validateEvery, 'validateEvery', true);
+  positiveInt(c.validationPatches, 'validationPatches');
+  positiveInt(c.checkpointEvery, 'checkpointEvery', true);
+  positiveInt(c.data.prefetch, 'data.prefetch', true);
+  positiveInt(c.model.width, 'model.width');
+  positiveInt(c.model.auxWidth, 'model.auxWidth');
+  if (!['phantom', 'zarr'].includes(c.data.source)) {
+    throw new ConfigError('data.source', `expected 'phantom' or 'zarr', got ${describe(c.data.source)}`);
+  }
+  if (c.data.source === 'zarr' && (!c.data.volume || !c.data.inkLabels)) {
+    throw new ConfigError('data.volume', `source 'zarr' needs data.volume and data.inkLabels`);
+  }
+  if (!(c.data.validationFraction > 0 && c.data.validationFraction < 1)) {
+    throw new ConfigError('data.validationFraction', `expected a number in (0, 1), got ${c.data.validationFraction}`);
+  }
+  if (!(c.optim.lr > 0)) throw new ConfigError('optim.lr', `expected > 0, got ${c.optim.lr}`);
+  positiveInt(c.optim.warmupSteps, 'optim.warmupSteps', true);
+  if (!(c.optim.minLrFraction >= 0 && c.optim.minLrFraction <= 1)) {
+    throw new ConfigError('optim.minLrFraction', `expected a number in [0, 1], got ${c.optim.minLrFraction}`);
+  }
+  if (!(c.optim.clipNorm >= 0)) throw new ConfigError('optim.clipNorm', `expected >= 0, got ${c.optim.clipNorm}`);
+  const [pd, ph, pw] = c.model.patch;
+  const [sd, sh, sw] = c.data.phantomShape;
+  if (c.data.source === 'phantom' && (pd > sd || ph > sh || pw > Math.floor(sw * c.data.validationFraction))) {
+    throw new ConfigError(
+      'model.patch',
+      `patch ${c.model.patch.join('x')} does not fit the phantom ${c.data.phantomShape.join('x')} ` +
+        `with a validation slab of ${Math.floor(sw * c.data.validationFraction)} voxels in x`,
+    );
+  }
+  return c;
+}
+
+/** Learning rate at `step` (0-based): linear warm-up, then cosine decay to `minLrFraction * lr`. */
+export function learningRate(o: OptimConfig, step: number, totalSteps: number): number {
+  if (step < o.warmupSteps) return (o.lr * (step + 1)) / o.warmupSteps;
+  const span = Math.max(1, totalSteps - o.warmupSteps);
+  const t = Math.min(1, (step - o.warmupSteps) / span);
+  const floor = o.lr * o.minLrFraction;
+  return floor + (o.lr - floor) * 0.5 * (1 + Math.cos(Math.PI * t));
+}

@@ -1,0 +1,127 @@
+/**
+ * Line charts as PNG: the chart is laid out as SVG (axes, ticks, labels, one polyline per series) and
+ * rasterised by sharp (libvips + librsvg), so no plotting library is needed.
+ */
+import sharp from 'sharp';
+import { rename, rm } from 'node:fs/promises';
+
+export interface Series {
+  name: string;
+  /** x values (e.g. steps), increasing. */
+  x: number[];
+  y: number[];
+  color?: string;
+}
+
+export interface LineChartOptions {
+  title: string;
+  xLabel: string;
+  yLabel: string;
+  width?: number;
+  height?: number;
+  /** Plot y on a log10 axis (values <= 0 are dropped). */
+  logY?: boolean;
+}
+
+const PALETTE = ['#1f77b4', '#d62728', '#2ca02c', '#ff7f0e', '#9467bd', '#8c564b', '#e377c2', '#17becf'];
+
+function esc(s: string): string {
+  return s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
+}
+
+/** "Nice" tick values covering [lo, hi] (Heckbert's loose labelling). */
+export function niceTicks(lo: number, hi: number, count = 5): number[] {
+  if (!(hi > lo)) return [lo];
+  const nice = (x: number, round: boolean): number => {
+    const e = Math.floor(Math.log10(x));
+    const f = x / 10 ** e;
+    const nf = round ? (f < 1.5 ? 1 : f < 3 ? 2 : f < 7 ? 5 : 10) : f <= 1 ? 1 : f <= 2 ? 2 : f <= 5 ? 5 : 10;
+    return nf * 10 ** e;
+  };
+  const step = nice(nice(hi - lo, false) / (count - 1), true);
+  const out: number[] = [];
+  for (let v = Math.ceil(lo / step) * step; v <= hi + step * 1e-9; v += step) out.push(Number(v.toPrecision(12)));
+  return out;
+}
+
+function fmt(v: number): string {
+  const a = Math.abs(v);
+  if (a !== 0 && (a < 1e-3 || a >= 1e5)) return v.toExponential(1);
+  return Number(v.toPrecision(4)).toString();
+}
+
+/** Builds the SVG text of a line chart. */
+export function lineChartSvg(series: Series[], o: LineChartOptions): string {
+  const W = o.width ?? 800;
+  const H = o.height ?? 450;
+  const m = { l: 70, r: 20, t: 40, b: 50 };
+  const tf = (y: number): number => (o.logY ? Math.log10(y) : y);
+  const pts = series.map((s) =>
+    s.x.map((x, i) => [x, s.y[i] as number] as const).filter(([, y]) => Number.isFinite(y) && (!o.logY || y > 0)),
+  );
+  const all = pts.flat();
+  const xs = all.map((p) => p[0]);
+  const ys = all.map((p) => tf(p[1]));
+  let x0 = Math.min(...xs, 0);
+  let x1 = Math.max(...xs, 1);
+  let y0 = Math.min(...ys);
+  let y1 = Math.max(...ys);
+  if (!Number.isFinite(y0)) [y0, y1] = [0, 1];
+  if (y1 - y0 < 1e-12) [y0, y1] = [y0 - 0.5, y1 + 0.5];
+  const pad = (y1 - y0) * 0.05;
+  y0 -= pad;
+  y1 += pad;
+  if (x1 <= x0) x1 = x0 + 1;
+  const px = (x: number): number => m.l + ((x - x0) / (x1 - x0)) * (W - m.l - m.r);
+  const py = (y: number): number => H - m.b - ((y - y0) / (y1 - y0)) * (H - m.t - m.b);
+  const parts: string[] = [
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" font-family="DejaVu Sans, sans-serif">`,
+    `<rect width="100%" height="100%" fill="white"/>`,
+    `<text x="${W / 2}" y="24" font-size="16" text-anchor="middle">${esc(o.title)}</text>`,
+  ];
+  for (const t of niceTicks(x0, x1)) {
+    parts.push(
+      `<line x1="${px(t)}" y1="${m.t}" x2="${px(t)}" y2="${H - m.b}" stroke="#eee"/>`,
+      `<text x="${px(t)}" y="${H - m.b + 16}" font-size="11" text-anchor="middle">${fmt(t)}</text>`,
+    );
+  }
+  for (const t of niceTicks(y0, y1)) {
+    const label = o.logY ? fmt(10 ** t) : fmt(t);
+    parts.push(
+      `<line x1="${m.l}" y1="${py(t)}" x2="${W - m.r}" y2="${py(t)}" stroke="#eee"/>`,
+      `<text x="${m.l - 6}" y="${py(t) + 4}" font-size="11" text-anchor="end">${label}</text>`,
+    );
+  }
+  parts.push(
+    `<rect x="${m.l}" y="${m.t}" width="${W - m.l - m.r}" height="${H - m.t - m.b}" fill="none" stroke="#333"/>`,
+    `<text x="${(m.l + W - m.r) / 2}" y="${H - 12}" font-size="13" text-anchor="middle">${esc(o.xLabel)}</text>`,
+    `<text x="16" y="${(m.t + H - m.b) / 2}" font-size="13" text-anchor="middle" transform="rotate(-90 16 ${(m.t + H - m.b) / 2})">${esc(o.yLabel)}${o.logY ? ' (log)' : ''}</text>`,
+  );
+  series.forEach((s, i) => {
+    const color = s.color ?? PALETTE[i % PALETTE.length];
+    const p = pts[i] ?? [];
+    if (p.length > 0) {
+      const d = p.map(([x, y]) => `${px(x).toFixed(1)},${py(tf(y)).toFixed(1)}`).join(' ');
+      parts.push(`<polyline points="${d}" fill="none" stroke="${color}" stroke-width="1.8"/>`);
+    }
+    const ly = m.t + 16 + i * 18;
+    parts.push(
+      `<line x1="${W - m.r - 150}" y1="${ly - 4}" x2="${W - m.r - 128}" y2="${ly - 4}" stroke="${color}" stroke-width="3"/>`,
+      `<text x="${W - m.r - 122}" y="${ly}" font-size="12">${esc(s.name)}</text>`,
+    );
+  });
+  parts.push('</svg>');
+  return parts.join('\n');
+}
+
+/** Renders a line chart to a PNG file, atomically (temporary file, then rename). */
+export async function writeLineChartPng(path: string, series: Series[], o: LineChartOptions): Promise<void> {
+  const tmp = `${path}.tmp-${process.pid}`;
+  try {
+    await sharp(Buffer.from(lineChartSvg(series, o))).png().toFile(tmp);
+    await rename(tmp, path);
+  } catch (err) {
+    await rm(tmp, { force: true });
+    throw err;
+  }
+}
