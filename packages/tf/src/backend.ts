@@ -58,6 +58,10 @@ export class BackendUnavailableError extends Error {
   }
 }
 
+// tfjs prints a banner urging tfjs-node on every Node start; the choice and its reason are reported
+// by initBackend instead, so silence tfjs' own warnings (PROD changes nothing else).
+tf.env().set('PROD', true);
+
 const ENGINE_NAME: Record<BackendName, string> = {
   'node-gpu': 'tensorflow',
   node: 'tensorflow',
