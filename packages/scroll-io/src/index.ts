@@ -1,1 +1,50 @@
-export {};
+export { atomicWriteFile, type AtomicWriteOptions } from './atomic.js';
+export { ChunkCache, type ChunkCacheStats, defaultChunkCache } from './cache.js';
+export { allocate, bytesPerElement, DTYPES, type Dtype, type DtypeArrayMap, dtypeOf, isDtype, type VolumeArray } from './dtype.js';
+export {
+  PngError,
+  ScrollIoOptionError,
+  ZarrChunkError,
+  ZarrDtypeError,
+  ZarrError,
+  ZarrExistsError,
+  ZarrMetadataError,
+  ZarrNotFoundError,
+  ZarrRegionError,
+  ZarrShapeMismatchError,
+  ZarrUnsupportedError,
+} from './errors.js';
+export { COMPRESSORS, type Compressor } from './metadata.js';
+export {
+  createGroup,
+  type CreateGroupOptions,
+  createOmeLabel,
+  type CreateOmeLabelOptions,
+  createOmeZarr,
+  type CreateOmeZarrOptions,
+  type Multiscales,
+  type MultiscaleLevel,
+  omeMultiscalesAttributes,
+  type OmeImage,
+  openGroup,
+  openVolume,
+  type OpenVolumeOptions,
+  openWritableOmeLevel,
+  parseMultiscales,
+  setGroupAttributes,
+  type ZarrGroup,
+} from './ome.js';
+export { type PngImage, type PngShape, readPng, writePng } from './png.js';
+export { copyBox, product, type Region } from './region.js';
+export { type Patch, PatchSampler, type PatchSamplerOptions, type PatchSamplerState } from './sampler.js';
+export {
+  createVolume,
+  type CreateVolumeOptions,
+  type OpenArrayOptions,
+  openWritableVolume,
+  type RegionData,
+  type Volume,
+  type WritableOptions,
+  type WritableVolume,
+  ZarrVolume,
+} from './volume.js';

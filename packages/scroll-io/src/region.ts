@@ -1,0 +1,161 @@
+import type { VolumeArray } from './dtype.js';
+import { ZarrRegionError } from './errors.js';
+
+/** A box of voxels: `offset` is its first voxel, `shape` its extent, one entry per array dimension. */
+export interface Region {
+  offset: number[];
+  shape: number[];
+}
+
+export function product(xs: readonly number[]): number {
+  let p = 1;
+  for (const x of xs) p *= x;
+  return p;
+}
+
+/** C-order (row-major) strides of `shape`, in elements. */
+export function cStrides(shape: readonly number[]): number[] {
+  const s = new Array<number>(shape.length);
+  let acc = 1;
+  for (let i = shape.length - 1; i >= 0; i--) {
+    s[i] = acc;
+    acc *= shape[i];
+  }
+  return s;
+}
+
+/** Throws {@link ZarrRegionError} unless `region` has `ndim` integer offsets and non-negative extents. */
+export function checkRegion(path: string, ndim: number, region: Region): void {
+  if (!region || !Array.isArray(region.offset)) throw new ZarrRegionError(path, 'offset', 'missing (expected an array of integers)');
+  if (!Array.isArray(region.shape)) throw new ZarrRegionError(path, 'shape', 'missing (expected an array of integers)');
+  if (region.offset.length !== ndim) {
+    throw new ZarrRegionError(path, 'offset', `has ${region.offset.length} dimensions, the array has ${ndim}`);
+  }
+  if (region.shape.length !== ndim) {
+    throw new ZarrRegionError(path, 'shape', `has ${region.shape.length} dimensions, the array has ${ndim}`);
+  }
+  for (let i = 0; i < ndim; i++) {
+    if (!Number.isSafeInteger(region.offset[i])) {
+      throw new ZarrRegionError(path, 'offset', `[${i}] = ${region.offset[i]} is not an integer`);
+    }
+    if (!Number.isSafeInteger(region.shape[i]) || region.shape[i] < 0) {
+      throw new ZarrRegionError(path, 'shape', `[${i}] = ${region.shape[i]} is not an integer >= 0`);
+    }
+  }
+}
+
+/** Throws {@link ZarrRegionError} unless `region` lies inside an array of `shape`. */
+export function checkInside(path: string, shape: readonly number[], region: Region): void {
+  for (let i = 0; i < shape.length; i++) {
+    const lo = region.offset[i];
+    const hi = lo + region.shape[i];
+    if (lo < 0 || hi > shape[i]) {
+      throw new ZarrRegionError(
+        path,
+        'offset',
+        `dimension ${i} spans [${lo}, ${hi}), outside the array's [0, ${shape[i]})`,
+      );
+    }
+  }
+}
+
+/**
+ * Copies the box `box` (extent per dimension) from `src` (C-order, `srcShape`) starting at `srcStart`
+ * into `dst` (C-order, `dstShape`) starting at `dstStart`. Runs along the last dimension are copied
+ * with `TypedArray.set`, so the cost is one call per row.
+ */
+export function copyBox(
+  src: VolumeArray,
+  srcShape: readonly number[],
+  srcStart: readonly number[],
+  dst: VolumeArray,
+  dstShape: readonly number[],
+  dstStart: readonly number[],
+  box: readonly number[],
+): void {
+  const n = box.length;
+  if (n === 0) {
+    dst[0] = src[0];
+    return;
+  }
+  for (const b of box) if (b <= 0) return;
+  const ss = cStrides(srcShape);
+  const ds = cStrides(dstShape);
+  let sBase = 0;
+  let dBase = 0;
+  for (let i = 0; i < n; i++) {
+    sBase += srcStart[i] * ss[i];
+    dBase += dstStart[i] * ds[i];
+  }
+  const run = box[n - 1];
+  if (n === 1) {
+    (dst as Uint8Array).set((src as Uint8Array).subarray(sBase, sBase + run), dBase);
+    return;
+  }
+  // Odometer over the leading n-1 dimensions.
+  const idx = new Array<number>(n - 1).fill(0);
+  let s = sBase;
+  let d = dBase;
+  for (;;) {
+    (dst as Uint8Array).set((src as Uint8Array).subarray(s, s + run), d);
+    let k = n - 2;
+    for (; k >= 0; k--) {
+      idx[k]++;
+      s += ss[k];
+      d += ds[k];
+      if (idx[k] < box[k]) break;
+      s -= ss[k] * box[k];
+      d -= ds[k] * box[k];
+      idx[k] = 0;
+    }
+    if (k < 0) return;
+  }
+}
+
+/** Every chunk coordinate whose chunk intersects `[lo, hi)`, in C order. */
+export function* chunksTouching(lo: readonly number[], hi: readonly number[], chunks: readonly number[]): Generator<number[]> {
+  const n = chunks.length;
+  const c0 = lo.map((l, i) => Math.floor(l / chunks[i]));
+  const c1 = hi.map((h, i) => Math.ceil(h / chunks[i]));
+  for (let i = 0; i < n; i++) if (c1[i] <= c0[i]) return;
+  if (n === 0) {
+    yield [];
+    return;
+  }
+  const c = c0.slice();
+  for (;;) {
+    yield c.slice();
+    let k = n - 1;
+    for (; k >= 0; k--) {
+      c[k]++;
+      if (c[k] < c1[k]) break;
+      c[k] = c0[k];
+    }
+    if (k < 0) return;
+  }
+}
+
+/** Runs `fn` over `items` with at most `limit` calls in flight; rejects with the first error. */
+export async function mapLimit<T>(items: Iterable<T>, limit: number, fn: (item: T) => Promise<void>): Promise<void> {
+  const it = items[Symbol.iterator]();
+  let failed = false;
+  let error: unknown;
+  const worker = async () => {
+    for (;;) {
+      if (failed) return;
+      const r = it.next();
+      if (r.done) return;
+      try {
+        await fn(r.value);
+      } catch (err) {
+        if (!failed) {
+          failed = true;
+          error = err;
+        }
+        return;
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.max(1, limit) }, worker));
+  if (failed) throw error;
+}
