@@ -10,7 +10,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ChunkCache } from './cache.js';
-import { openVolume } from './ome.js';
+import { createOmeLabel, createOmeZarr, openVolume } from './ome.js';
 import { createVolume } from './volume.js';
 
 const FIXTURES = join(dirname(fileURLToPath(import.meta.url)), '..', 'fixtures', 'zarr-python.zarr');
@@ -139,4 +139,21 @@ describe.skipIf(!hasZarrPython)('zarr-python 2.13 reads arrays written here', ()
       expect(meta.zarr_format).toBe(2);
     });
   }
+
+  it('writes an OME-Zarr image with labels that zarr-python opens as a group hierarchy', async () => {
+    const path = join(dir, 'ome.zarr');
+    const img = await createOmeZarr(path, { shape: [3, 4, 5], chunks: [2, 2, 2], dtype: 'uint8', voxelSize: [7.91, 7.91, 7.91] });
+    await img.levels[0].write({ offset: [0, 0, 0], shape: [3, 4, 5] }, Uint8Array.from({ length: 60 }, (_, i) => i));
+    const ink = await createOmeLabel(img.group, 'ink');
+    await ink.levels[0].write({ offset: [1, 1, 1], shape: [1, 2, 3] }, new Uint8Array(6).fill(1));
+    const script = [
+      'import zarr, sys, json',
+      "g = zarr.open_group(sys.argv[1], mode='r')",
+      "print(json.dumps({'sum0': int(g['0'][...].sum()), 'ink': int(g['labels/ink/0'][...].sum()),",
+      "  'labels': g['labels'].attrs['labels'], 'scale': g.attrs['multiscales'][0]['datasets'][0]['coordinateTransformations'][0]['scale'],",
+      "  'src': g['labels/ink'].attrs['image-label']['source']['image']}))",
+    ].join('\n');
+    const out = JSON.parse(execFileSync(PYTHON, ['-c', script, path]).toString());
+    expect(out).toEqual({ sum0: (59 * 60) / 2, ink: 6, labels: ['ink'], scale: [7.91, 7.91, 7.91], src: '../../' });
+  });
 });
