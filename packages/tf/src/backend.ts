@@ -109,8 +109,24 @@ async function registerNode(pkg: '@tensorflow/tfjs-node-gpu' | '@tensorflow/tfjs
 }
 
 async function registerWasm(): Promise<string> {
-  await import('@tensorflow/tfjs-backend-wasm');
-  const ok = await tf.setBackend('wasm');
+  // The emscripten module installs process-wide 'uncaughtException' / 'unhandledRejection' listeners
+  // that rethrow, so any uncaught error (ours included) is printed with the module's whole minified
+  // source. Remove exactly the listeners that appear while the module loads; Node's default handling
+  // (print the error, exit non-zero) stays.
+  const uncaught = new Set(process.listeners('uncaughtException'));
+  const unhandled = new Set(process.listeners('unhandledRejection'));
+  let ok: boolean;
+  try {
+    await import('@tensorflow/tfjs-backend-wasm');
+    ok = await tf.setBackend('wasm');
+  } finally {
+    for (const l of process.listeners('uncaughtException')) {
+      if (!uncaught.has(l)) process.removeListener('uncaughtException', l);
+    }
+    for (const l of process.listeners('unhandledRejection')) {
+      if (!unhandled.has(l)) process.removeListener('unhandledRejection', l);
+    }
+  }
   if (!ok) throw new Error('the wasm module failed to load');
   // Re-route the kernels that are wrong or missing on wasm (FACTS: conv3d backward, maxPool3d,
   // UnsortedSegmentSum, …) and give batched/transposed matmul the XNNPACK fast path.
