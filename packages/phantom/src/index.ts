@@ -1,1 +1,10 @@
-export {};
+export {
+  PHANTOM_PRESETS,
+  type PhantomConfig,
+  type PhantomConfigInput,
+  PhantomConfigError,
+  type PhantomPreset,
+  resolvePhantomConfig,
+} from './config.js';
+export { inkAt, type PhantomBox, type PhantomRegion, phantomRegion } from './phantom.js';
+export { type PhantomPaths, writePhantom, type WritePhantomOptions } from './write.js';
