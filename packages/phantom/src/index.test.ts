@@ -9,6 +9,7 @@ describe('public API', () => {
         "PhantomConfigError",
         "inkAt",
         "phantomRegion",
+        "phantomVolumes",
         "resolvePhantomConfig",
         "writePhantom",
       ]

@@ -8,3 +8,4 @@ export {
 } from './config.js';
 export { inkAt, type PhantomBox, type PhantomRegion, phantomRegion } from './phantom.js';
 export { type PhantomPaths, writePhantom, type WritePhantomOptions } from './write.js';
+export { type PhantomVolumes, type PhantomVolumesOptions, phantomVolumes } from './volume.js';

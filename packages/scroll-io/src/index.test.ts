@@ -24,6 +24,7 @@ describe('public API', () => {
         "allocate",
         "atomicWriteFile",
         "bytesPerElement",
+        "checkRegion",
         "copyBox",
         "createGroup",
         "createOmeLabel",

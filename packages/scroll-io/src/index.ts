@@ -35,7 +35,7 @@ export {
   type ZarrGroup,
 } from './ome.js';
 export { type PngImage, type PngShape, readPng, writePng } from './png.js';
-export { copyBox, product, type Region } from './region.js';
+export { checkRegion, copyBox, product, type Region } from './region.js';
 export { type Patch, PatchSampler, type PatchSamplerOptions, type PatchSamplerState } from './sampler.js';
 export {
   createVolume,

@@ -36,7 +36,8 @@ export interface Volume {
   readonly dtype: Dtype;
   /** Value of voxels in absent chunks and outside the array. */
   readonly fillValue: number;
-  readonly zarrFormat: 2 | 3;
+  /** Zarr format of the store, for volumes backed by Zarr (absent for computed or TIFF-backed volumes). */
+  readonly zarrFormat?: 2 | 3;
   /** Physical size of one voxel per axis (OME-Zarr `scale`), when known. */
   readonly voxelSize?: number[];
   /** Axis names (OME-Zarr `axes`, v3 `dimension_names`), when known. */
