@@ -21,3 +21,38 @@ export { WebGpuError, checkWebGpuErrors, type WebGpuInfo } from './webgpu.js';
 export { makeRng, type Rng } from './rng.js';
 export { backendsUnderTest, expectNoLeak, maxAbsDiff } from './testing.js';
 export { Linear, LayerNorm, Module, gelu, initValues, type Init } from './module.js';
+export {
+  ReferenceShapeError,
+  refAvgPool3d,
+  refAvgPool3dGrad,
+  refConv3d,
+  refConv3dFilterGrad,
+  refConv3dTranspose,
+  refLayerNorm,
+  refMatMul,
+  refMaxPool3d,
+  refMaxPool3dGrad,
+  refSoftmax,
+  refWindowAxis,
+  type HostTensor,
+  type HostTensorLike,
+  type RefPadding,
+  type RefTriple,
+} from './reference.js';
+export {
+  CONFORMANCE_OPS,
+  finiteDifferenceCheck,
+  gradInputs,
+  hostLoss,
+  lossWeights,
+  makeCaseInputs,
+  runConformanceCase,
+  type CaseResult,
+  type ConformanceCase,
+  type ConformanceInput,
+  type FiniteDifferenceCheck,
+  type HostInput,
+  type HostValue,
+  type InputKind,
+} from './conformance-ops.js';
+export { mergeBroadcastAxes, patchWebGpuKernels } from './webgpu-kernels.js';

@@ -9,6 +9,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { createRequire } from 'node:module';
+import { patchWebGpuKernels } from './webgpu-kernels.js';
 
 /** What Dawn reports about the adapter in use. */
 export interface WebGpuInfo {
@@ -127,6 +128,8 @@ export async function initWebGpu(): Promise<WebGpuInfo> {
     if (!tf.findBackendFactory('webgpu')) throw new Error('tfjs-backend-webgpu did not register');
   }
   if (!(await tf.setBackend('webgpu'))) throw new Error('the tfjs WebGPU backend failed to initialise');
+  // Rank-5/6 kernels that fail to compile or give garbage in tfjs-backend-webgpu 4.22 (webgpu-kernels.ts).
+  patchWebGpuKernels();
   hookErrors(tf.backend() as unknown as PatchableBackend);
   if (!info) throw new Error('WebGPU initialised without adapter info');
   return info;
