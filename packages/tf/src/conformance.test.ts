@@ -23,6 +23,7 @@ import {
   type HostValue,
 } from './conformance-ops.js';
 import { backendsUnderTest, expectNoLeak } from './testing.js';
+import { mergeBroadcastAxes } from './webgpu-kernels.js';
 
 const others = (await backendsUnderTest()).filter((b) => b !== 'cpu');
 
@@ -166,5 +167,29 @@ describe('tfjs 4.22 gradient defects', () => {
       // d/dx_i Σ_j cumsum_j = number of prefixes containing i: [3, 2, 1] along axis 1.
       expect([...g.dataSync()]).toEqual([3, 3, 2, 2, 1, 1]);
     });
+  });
+});
+
+describe('mergeBroadcastAxes (how the WebGPU fixes lower the rank of a broadcast)', () => {
+  it('merges runs of axes that broadcast alike and drops size-1 output axes', () => {
+    // [B, D, H, W, C] + [C]: the four leading axes broadcast the bias alike -> [B·D·H·W, C] + [1, C].
+    expect(mergeBroadcastAxes([[2, 3, 4, 4, 5], [5]], [2, 3, 4, 4, 5])).toEqual({
+      inShapes: [
+        [96, 5],
+        [1, 5],
+      ],
+      outShape: [96, 5],
+    });
+    // Alternating patterns cannot merge; a size-1 output axis disappears.
+    expect(mergeBroadcastAxes([[2, 1, 4, 3], [1, 1, 4, 1]], [2, 1, 4, 3])).toEqual({
+      inShapes: [
+        [2, 4, 3],
+        [1, 4, 1],
+      ],
+      outShape: [2, 4, 3],
+    });
+    // Equal shapes collapse to one axis; all-ones to [1].
+    expect(mergeBroadcastAxes([[2, 3, 4, 5, 6], [2, 3, 4, 5, 6]], [2, 3, 4, 5, 6]).outShape).toEqual([720]);
+    expect(mergeBroadcastAxes([[1, 1], [1]], [1, 1])).toEqual({ inShapes: [[1], [1]], outShape: [1] });
   });
 });
