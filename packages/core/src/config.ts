@@ -1,0 +1,179 @@
+/**
+ * The GoE layer's configuration: one typed object, every default in `GOE_DEFAULTS`, validated by
+ * `resolveGoeConfig` with errors that name the field, what it must be and what arrived.
+ */
+import { GoeConfigError } from './errors.js';
+import { expertRegistry } from './experts.js';
+import { graphRegistry } from './graph.js';
+import { routerRegistry } from './routers.js';
+
+/** How the tokens routed to each expert are gathered and run. */
+export type DispatchMode = 'auto' | 'exact' | 'dense';
+
+/** Coefficients of the router regularisers (GoE draft §3.1.4; Switch; ST-MoE). 0 switches one off. */
+export interface GoeRegularisers {
+  /** Draft `L_balance = λ_b Σ_m (mean_i p_im − 1/M)²`. */
+  balance: number;
+  /** Draft `L_entropy = −λ_e mean_i Σ_m p_im log p_im` (mean per token, not sum): λ_e > 0 sharpens each token's routing. */
+  entropy: number;
+  /** Switch Transformer balance `M Σ_m f_m P_m` (f: fraction of dispatched slots, P: mean router probability). */
+  switchBalance: number;
+  /** ST-MoE router z-loss `mean_i (logsumexp_m logits_im)²` on the raw router logits. */
+  zLoss: number;
+  /**
+   * Ponder-style cost `mean |u^k − u^{k−1}|` over active tokens, cycles k ≥ 1: the only training signal
+   * the halting head W_u gets (halting itself is a hard, non-differentiable decision, draft §3.1.5).
+   */
+  halting: number;
+}
+
+export interface GoeConfig {
+  /** Token width d (tokens are `[B, N, d]`). */
+  d: number;
+  /** Aux routing-feature width da (aux is `[B, N, da]`); 0 = no aux. */
+  da: number;
+  /** Number of experts M. */
+  experts: number;
+  /** Experts per token k (top-k); the `dense` router uses all M. */
+  k: number;
+  /** Refinement cycles K (the cap; tokens may halt earlier), draft §3.1.5. */
+  cycles: number;
+  /** Router key in `routerRegistry`: `goe`, `dense`, `topk`, … */
+  router: string;
+  /** Expert key in `expertRegistry`: `mlp` (SwiGLU). */
+  expert: string;
+  /** Expert-graph key in `graphRegistry`: `static` (`A = row_softmax(Θ)`). */
+  graph: string;
+  /** Width d_e of the expert input `W_p r` and expert state h. */
+  expertDim: number;
+  /** Hidden width of each SwiGLU expert. */
+  expertHidden: number;
+  /** γ of the graph entry bias `γ log(ε + Aᵀ q^{k−1})` (goe router, cycles ≥ 1). */
+  graphGamma: number;
+  /** ε inside that log. */
+  graphEps: number;
+  /** Whether experts receive the message `Σ_n A[n,m] W_c h_n^{k−1}` (draft §3.1.4). */
+  messages: boolean;
+  /** Renormalise the kept top-k probabilities to sum to 1 (with k = 1 the gate is then 1 and carries no router gradient). */
+  renormalizeGates: boolean;
+  /** Halting threshold ε_u: a token stops when `|u^k − u^{k−1}| < ε_u` (k ≥ 1). 0 disables halting. */
+  haltEps: number;
+  /**
+   * `exact`: gather each expert's tokens (host-side index lists, read back synchronously), cost ∝ k;
+   * `dense`: every expert on every token, masked, cost ∝ M (no read-back: the WebGPU path);
+   * `auto`: exact unless the backend cannot read back synchronously (webgpu).
+   */
+  dispatch: DispatchMode;
+  /** `topk` router: multiplicative input jitter ±jitter during training (Switch Transformer); 0 = off. */
+  jitter: number;
+  regularisers: GoeRegularisers;
+}
+
+/** What `resolveGoeConfig` accepts: any subset; `expertDim`/`expertHidden` default from `d`. */
+export type GoeConfigInput = Partial<Omit<GoeConfig, 'regularisers'>> & { regularisers?: Partial<GoeRegularisers> };
+
+/** Every default of the layer, in one place. `expertDim` defaults to d and `expertHidden` to 2·expertDim. */
+export const GOE_DEFAULTS: Readonly<Omit<GoeConfig, 'expertDim' | 'expertHidden'>> = Object.freeze({
+  d: 64,
+  da: 16,
+  experts: 8,
+  k: 2,
+  cycles: 3,
+  router: 'goe',
+  expert: 'mlp',
+  graph: 'static',
+  graphGamma: 1,
+  graphEps: 1e-6,
+  messages: true,
+  renormalizeGates: true,
+  haltEps: 0.01,
+  dispatch: 'auto',
+  jitter: 0,
+  regularisers: Object.freeze({ balance: 0.01, entropy: 0.001, switchBalance: 0, zLoss: 0.001, halting: 0 }),
+});
+
+const TOP_KEYS = [...Object.keys(GOE_DEFAULTS), 'expertDim', 'expertHidden'];
+const REG_KEYS = Object.keys(GOE_DEFAULTS.regularisers);
+const DISPATCH: readonly DispatchMode[] = ['auto', 'exact', 'dense'];
+
+function int(field: string, v: unknown, min: number): number {
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < min) {
+    throw new GoeConfigError(field, `an integer >= ${min}`, v);
+  }
+  return v;
+}
+
+function num(field: string, v: unknown, min = -Infinity): number {
+  if (typeof v !== 'number' || !Number.isFinite(v) || v < min) {
+    throw new GoeConfigError(field, min === -Infinity ? 'a finite number' : `a finite number >= ${min}`, v);
+  }
+  return v;
+}
+
+function bool(field: string, v: unknown): boolean {
+  if (typeof v !== 'boolean') throw new GoeConfigError(field, 'true or false', v);
+  return v;
+}
+
+function key(field: string, v: unknown, known: readonly string[]): string {
+  if (typeof v !== 'string' || !known.includes(v)) throw new GoeConfigError(field, `one of ${known.join(', ')}`, v);
+  return v;
+}
+
+/**
+ * Fills the defaults and validates. Throws `GoeConfigError` for an unknown key (top level or in
+ * `regularisers`), a value of the wrong type or range, `k > experts`, `cycles < 1`, or a router /
+ * expert / graph name that is not registered.
+ */
+export function resolveGoeConfig(partial: GoeConfigInput = {}): GoeConfig {
+  if (typeof partial !== 'object' || partial === null) throw new GoeConfigError('(config)', 'an object', partial);
+  for (const k of Object.keys(partial)) {
+    if (!TOP_KEYS.includes(k)) throw new GoeConfigError(k, `a known key (${TOP_KEYS.join(', ')})`, 'unknown key');
+  }
+  const regIn: unknown = partial.regularisers ?? {};
+  if (typeof regIn !== 'object' || regIn === null) throw new GoeConfigError('regularisers', 'an object', regIn);
+  for (const k of Object.keys(regIn)) {
+    if (!REG_KEYS.includes(k)) {
+      throw new GoeConfigError(`regularisers.${k}`, `a known key (${REG_KEYS.join(', ')})`, 'unknown key');
+    }
+  }
+  const p = { ...GOE_DEFAULTS, ...partial } as Record<string, unknown>;
+  const r = { ...GOE_DEFAULTS.regularisers, ...(regIn as Record<string, unknown>) };
+
+  const d = int('d', p['d'], 1);
+  const experts = int('experts', p['experts'], 1);
+  const k = int('k', p['k'], 1);
+  if (k > experts) throw new GoeConfigError('k', `<= experts (${experts})`, k);
+  const expertDim = int('expertDim', p['expertDim'] ?? d, 1);
+  const cfg: GoeConfig = {
+    d,
+    da: int('da', p['da'], 0),
+    experts,
+    k,
+    cycles: int('cycles', p['cycles'], 1),
+    router: key('router', p['router'], routerRegistry.keys()),
+    expert: key('expert', p['expert'], expertRegistry.keys()),
+    graph: key('graph', p['graph'], graphRegistry.keys()),
+    expertDim,
+    expertHidden: int('expertHidden', p['expertHidden'] ?? 2 * expertDim, 1),
+    graphGamma: num('graphGamma', p['graphGamma']),
+    graphEps: num('graphEps', p['graphEps'], 0),
+    messages: bool('messages', p['messages']),
+    renormalizeGates: bool('renormalizeGates', p['renormalizeGates']),
+    haltEps: num('haltEps', p['haltEps'], 0),
+    dispatch: key('dispatch', p['dispatch'], DISPATCH) as DispatchMode,
+    jitter: num('jitter', p['jitter'], 0),
+    regularisers: {
+      balance: num('regularisers.balance', r.balance, 0),
+      entropy: num('regularisers.entropy', r.entropy, 0),
+      switchBalance: num('regularisers.switchBalance', r.switchBalance, 0),
+      zLoss: num('regularisers.zLoss', r.zLoss, 0),
+      halting: num('regularisers.halting', r.halting, 0),
+    },
+  };
+  if (cfg.graphGamma !== 0 && cfg.graphEps <= 0) {
+    throw new GoeConfigError('graphEps', '> 0 when graphGamma != 0 (log(ε + Aᵀq) must stay finite)', cfg.graphEps);
+  }
+  if (cfg.jitter >= 1) throw new GoeConfigError('jitter', 'a number in [0, 1)', cfg.jitter);
+  return cfg;
+}

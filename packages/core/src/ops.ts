@@ -1,0 +1,65 @@
+/**
+ * Small tensor helpers of the core: values computed on the forward pass that must carry no gradient
+ * (top-k ids, halting masks), and selection masks. tfjs has no gradient for TopK, Less, Equal, …
+ * (FACTS.md), and a node without one anywhere between the variables and the loss makes backprop
+ * throw; wrapping such a computation in `detached` records one node whose gradient is zero instead.
+ */
+import { tf } from '@goe/tf';
+
+/**
+ * Runs `fn(...xs)` as one tape node whose gradient is zero for every input (a stop-gradient).
+ * @returns `fn`'s result (any dtype)
+ */
+export function detached<T extends tf.Tensor>(fn: (...xs: tf.Tensor[]) => T, ...xs: tf.Tensor[]): T {
+  const g = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
+    const inputs = args.slice(0, xs.length) as tf.Tensor[];
+    return {
+      value: fn(...inputs),
+      // The engine requires float32 gradients even for int inputs.
+      gradFunc: () => inputs.map((x) => tf.zeros(x.shape, 'float32')),
+    };
+  });
+  return g(...xs) as T;
+}
+
+/**
+ * Indices of the k largest scores per row, without a gradient (ties: the lower index first).
+ * @param scores `[R, M]` @returns `[R, k]` int32
+ */
+export function topKIds(scores: tf.Tensor2D, k: number): tf.Tensor2D {
+  return detached((s) => {
+    const { values, indices } = tf.topk(s, k);
+    values.dispose();
+    return indices as tf.Tensor2D;
+  }, scores);
+}
+
+/**
+ * One-hot of slot ids as float, −1 giving an all-zero row.
+ * @param ids `[R, s]` int32 @returns `[R, s, M]` float32
+ */
+export function slotOneHot(ids: tf.Tensor2D, experts: number): tf.Tensor3D {
+  return tf.tidy(() => {
+    const [rows, slots] = ids.shape;
+    // tf.oneHot needs depth >= 2; a one-expert layer takes column 0 of a depth-2 one-hot. It is built
+    // as int32 and cast: the wasm backend's oneHot with dtype float32 writes the int bit patterns
+    // (1 -> 1.4e-45), silently.
+    const depth = Math.max(experts, 2);
+    let oh = tf.cast(tf.oneHot(tf.reshape(ids, [-1]) as tf.Tensor1D, depth), 'float32'); // [R*s, depth]
+    if (depth !== experts) oh = tf.slice(oh, [0, 0], [rows * slots, experts]); // [R*s, M]
+    return tf.reshape(oh, [rows, slots, experts]) as tf.Tensor3D; // [R, s, M]
+  });
+}
+
+/**
+ * Which experts each row was sent to.
+ * @param ids `[R, s]` int32 (−1 = none) @returns `[R, M]` float32 0/1 (or counts if an id repeats)
+ */
+export function selectionMask(ids: tf.Tensor2D, experts: number): tf.Tensor2D {
+  return tf.tidy(() => tf.sum(slotOneHot(ids, experts), 1) as tf.Tensor2D); // [R, M]
+}
+
+/** Whether the active backend can read tensors back synchronously (`dataSync`): not WebGPU in Node. */
+export function canReadSync(): boolean {
+  return tf.getBackend() !== 'webgpu';
+}
