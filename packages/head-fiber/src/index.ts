@@ -1,1 +1,17 @@
-export {};
+/**
+ * @goe/head-fiber: sign-free papyrus fibre direction per token, its loss, angular-error metrics, target
+ * derivation from voxel labels and the classical structure-tensor estimate.
+ */
+export { FIBER_HEAD_DEFAULTS, resolveFiberHeadConfig, type FiberHeadConfig, type FiberHeadConfigInput } from './config.js';
+export { FiberHeadConfigError, FiberInputError } from './errors.js';
+export { FiberHead, fiberLoss, type FiberLossOptions } from './head.js';
+export {
+  angularErrorDegrees,
+  fiberTargetsFromVoxels,
+  structureTensorFibers,
+  symmetricEigen3,
+  type AngularError,
+  type FiberTargets,
+  type SymmetricEigen3,
+  type TokenGrid,
+} from './metrics.js';

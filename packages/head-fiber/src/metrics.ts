@@ -1,0 +1,255 @@
+/**
+ * Fiber metrics and target derivation on the host, in float64.
+ *
+ * - `angularErrorDegrees`: sign-free angle between predicted and true directions, mean and median.
+ * - `fiberTargetsFromVoxels`: one direction per token from a voxel direction field: the principal
+ *   eigenvector of the mean outer product Σ t tᵀ (the sign-free average; averaging t itself would let
+ *   t and −t cancel), with its coherence (λ1 − λ2)/λ1.
+ * - `structureTensorFibers`: the classical estimate to compare a learned head with: the fibre runs
+ *   along the direction of least intensity change, the eigenvector of the smallest eigenvalue of the
+ *   cell-averaged gradient structure tensor (Bigün & Granlund 1987).
+ *
+ * Directions are (z, y, x); arrays are row-major, 3 values per row.
+ */
+import { FiberInputError } from './errors.js';
+
+export interface AngularError {
+  /** Mean sign-free angle in degrees over counted rows (NaN when none). */
+  mean: number;
+  /** Median angle in degrees (NaN when none). */
+  median: number;
+  /** Rows counted (mask 1 and both vectors non-zero). */
+  count: number;
+}
+
+/**
+ * Sign-free angle between directions: acos(|v·t| / (|v||t|)) in degrees, in [0, 90].
+ *
+ * @param pred `[M*3]` directions (any length)
+ * @param target `[M*3]`; a zero vector marks an unlabelled row
+ * @param mask `[M]`, 1 = counted (optional)
+ */
+export function angularErrorDegrees(pred: ArrayLike<number>, target: ArrayLike<number>, mask?: ArrayLike<number>): AngularError {
+  if (pred.length % 3 !== 0 || target.length !== pred.length) {
+    throw new FiberInputError('target', `${pred.length} values (3 per row, as pred)`, `${target.length}`);
+  }
+  const M = pred.length / 3;
+  if (mask && mask.length !== M) throw new FiberInputError('mask', `${M} values`, `${mask.length}`);
+  const angles: number[] = [];
+  for (let i = 0; i < M; i++) {
+    if (mask && !(mask[i] as number)) continue;
+    const [a, b, c] = [pred[3 * i] as number, pred[3 * i + 1] as number, pred[3 * i + 2] as number];
+    const [x, y, z] = [target[3 * i] as number, target[3 * i + 1] as number, target[3 * i + 2] as number];
+    const nv = Math.hypot(a, b, c);
+    const nt = Math.hypot(x, y, z);
+    if (nv === 0 || nt === 0) continue;
+    const cos = Math.min(1, Math.abs(a * x + b * y + c * z) / (nv * nt));
+    angles.push((Math.acos(cos) * 180) / Math.PI);
+  }
+  if (angles.length === 0) return { mean: NaN, median: NaN, count: 0 };
+  angles.sort((p, q) => p - q);
+  const n = angles.length;
+  const median = n % 2 ? (angles[(n - 1) / 2] as number) : ((angles[n / 2 - 1] as number) + (angles[n / 2] as number)) / 2;
+  return { mean: angles.reduce((s, v) => s + v, 0) / n, median, count: n };
+}
+
+export interface SymmetricEigen3 {
+  /** Eigenvalues, descending. */
+  values: [number, number, number];
+  /** Unit eigenvectors (z, y, x), `vectors[k]` belongs to `values[k]`. */
+  vectors: [[number, number, number], [number, number, number], [number, number, number]];
+}
+
+/**
+ * Eigen-decomposition of a symmetric 3x3 matrix by cyclic Jacobi rotations (float64, to ~1e-15).
+ * @param m (a00, a11, a22, a01, a02, a12)
+ */
+export function symmetricEigen3(m: ArrayLike<number>): SymmetricEigen3 {
+  const a = [
+    [m[0] as number, m[3] as number, m[4] as number],
+    [m[3] as number, m[1] as number, m[5] as number],
+    [m[4] as number, m[5] as number, m[2] as number],
+  ];
+  const v = [
+    [1, 0, 0],
+    [0, 1, 0],
+    [0, 0, 1],
+  ];
+  const A = (i: number, j: number): number => (a[i] as number[])[j] as number;
+  for (let sweep = 0; sweep < 50; sweep++) {
+    const off = A(0, 1) ** 2 + A(0, 2) ** 2 + A(1, 2) ** 2;
+    const scale = A(0, 0) ** 2 + A(1, 1) ** 2 + A(2, 2) ** 2;
+    if (off <= 1e-30 * scale || off === 0) break;
+    for (const [p, q] of [
+      [0, 1],
+      [0, 2],
+      [1, 2],
+    ] as const) {
+      const apq = A(p, q);
+      if (apq === 0) continue;
+      const theta = (A(q, q) - A(p, p)) / (2 * apq);
+      const t = (theta >= 0 ? 1 : -1) / (Math.abs(theta) + Math.sqrt(theta * theta + 1));
+      const c = 1 / Math.sqrt(t * t + 1);
+      const s = t * c;
+      for (let k = 0; k < 3; k++) {
+        const row = a[k] as number[];
+        const akp = row[p] as number;
+        const akq = row[q] as number;
+        row[p] = c * akp - s * akq;
+        row[q] = s * akp + c * akq;
+      }
+      const rp = a[p] as number[];
+      const rq = a[q] as number[];
+      for (let k = 0; k < 3; k++) {
+        const apk = rp[k] as number;
+        const aqk = rq[k] as number;
+        rp[k] = c * apk - s * aqk;
+        rq[k] = s * apk + c * aqk;
+      }
+      for (let k = 0; k < 3; k++) {
+        const row = v[k] as number[];
+        const vkp = row[p] as number;
+        const vkq = row[q] as number;
+        row[p] = c * vkp - s * vkq;
+        row[q] = s * vkp + c * vkq;
+      }
+    }
+  }
+  const order = [0, 1, 2].sort((i, j) => A(j, j) - A(i, i));
+  const col = (k: number): [number, number, number] => [(v[0] as number[])[k]!, (v[1] as number[])[k]!, (v[2] as number[])[k]!];
+  return {
+    values: order.map((k) => A(k, k)) as [number, number, number],
+    vectors: order.map(col) as SymmetricEigen3['vectors'],
+  };
+}
+
+/** A token grid (the volume stem's): `dims` tokens per axis, `cell` voxels per token, `inputShape` [D, H, W]. */
+export interface TokenGrid {
+  dims: [number, number, number];
+  cell: [number, number, number];
+  inputShape: [number, number, number];
+}
+
+export interface FiberTargets {
+  /** `[B*N*3]` unit directions (z, y, x); zero where unlabelled. */
+  target: Float32Array;
+  /** `[B*N]` 1 = labelled token. */
+  mask: Uint8Array;
+  /** `[B*N]` (λ1 − λ2)/λ1 of the mean outer product: 1 = all voxels agree, 0 = no dominant direction. */
+  coherence: Float32Array;
+}
+
+function voxelIndex(grid: TokenGrid, b: number, z: number, y: number, x: number): number {
+  const [D, H, W] = grid.inputShape;
+  return ((b * D + z) * H + y) * W + x;
+}
+
+function forEachToken(
+  grid: TokenGrid,
+  batch: number,
+  visit: (token: number, voxels: (f: (v: number, z: number, y: number, x: number) => void) => void) => void,
+): void {
+  const [gd, gh, gw] = grid.dims;
+  const [cz, cy, cx] = grid.cell;
+  let t = 0;
+  for (let b = 0; b < batch; b++)
+    for (let tz = 0; tz < gd; tz++)
+      for (let ty = 0; ty < gh; ty++)
+        for (let tx = 0; tx < gw; tx++, t++)
+          visit(t, (f) => {
+            for (let z = tz * cz; z < (tz + 1) * cz; z++)
+              for (let y = ty * cy; y < (ty + 1) * cy; y++)
+                for (let x = tx * cx; x < (tx + 1) * cx; x++) f(voxelIndex(grid, b, z, y, x), z, y, x);
+          });
+}
+
+/**
+ * Per-token fibre targets from a voxel direction field (e.g. the phantom's fibre labels).
+ *
+ * @param dirs `[B, D, H, W, 3]` directions, any length; zero vectors = unlabelled voxels
+ * @param grid the token grid over `[D, H, W]`
+ * @param opts.minLabelled fraction of a cell's voxels that must be labelled for the token to count (default 0.5)
+ */
+export function fiberTargetsFromVoxels(
+  dirs: ArrayLike<number>,
+  grid: TokenGrid,
+  batch: number,
+  opts: { minLabelled?: number } = {},
+): FiberTargets {
+  const [D, H, W] = grid.inputShape;
+  if (dirs.length !== batch * D * H * W * 3) {
+    throw new FiberInputError('dirs', `${batch * D * H * W * 3} values ([B, D, H, W, 3])`, `${dirs.length}`);
+  }
+  const N = grid.dims[0] * grid.dims[1] * grid.dims[2];
+  const cv = grid.cell[0] * grid.cell[1] * grid.cell[2];
+  const minLabelled = opts.minLabelled ?? 0.5;
+  const target = new Float32Array(batch * N * 3);
+  const mask = new Uint8Array(batch * N);
+  const coherence = new Float32Array(batch * N);
+  forEachToken(grid, batch, (t, voxels) => {
+    const J = [0, 0, 0, 0, 0, 0];
+    let labelled = 0;
+    voxels((i) => {
+      const a = dirs[3 * i] as number;
+      const b = dirs[3 * i + 1] as number;
+      const c = dirs[3 * i + 2] as number;
+      const n2 = a * a + b * b + c * c;
+      if (n2 === 0) return;
+      labelled++;
+      J[0] += (a * a) / n2;
+      J[1] += (b * b) / n2;
+      J[2] += (c * c) / n2;
+      J[3] += (a * b) / n2;
+      J[4] += (a * c) / n2;
+      J[5] += (b * c) / n2;
+    });
+    if (labelled === 0 || labelled < minLabelled * cv) return;
+    const e = symmetricEigen3(J);
+    target.set(e.vectors[0], 3 * t);
+    mask[t] = 1;
+    coherence[t] = e.values[0] > 0 ? (e.values[0] - e.values[1]) / e.values[0] : 0;
+  });
+  return { target, mask, coherence };
+}
+
+/**
+ * Classical fibre direction per token: the least-change eigenvector of the cell-averaged gradient
+ * structure tensor (central differences, replicated borders).
+ *
+ * @param volume `[B, D, H, W]` intensities
+ * @returns `[B*N*3]` unit directions (z, y, x) and the token-wise linearity (λ2 − λ3)/λ1 as confidence
+ */
+export function structureTensorFibers(
+  volume: ArrayLike<number>,
+  grid: TokenGrid,
+  batch: number,
+): { direction: Float32Array; confidence: Float32Array } {
+  const [D, H, W] = grid.inputShape;
+  if (volume.length !== batch * D * H * W) {
+    throw new FiberInputError('volume', `${batch * D * H * W} values ([B, D, H, W])`, `${volume.length}`);
+  }
+  const N = grid.dims[0] * grid.dims[1] * grid.dims[2];
+  const direction = new Float32Array(batch * N * 3);
+  const confidence = new Float32Array(batch * N);
+  const cl = (v: number, n: number): number => Math.min(n - 1, Math.max(0, v));
+  forEachToken(grid, batch, (t, voxels) => {
+    const b = Math.floor(t / N);
+    const at = (z: number, y: number, x: number): number => volume[voxelIndex(grid, b, cl(z, D), cl(y, H), cl(x, W))] as number;
+    const J = [0, 0, 0, 0, 0, 0];
+    voxels((_i, z, y, x) => {
+      const gz = (at(z + 1, y, x) - at(z - 1, y, x)) / 2;
+      const gy = (at(z, y + 1, x) - at(z, y - 1, x)) / 2;
+      const gx = (at(z, y, x + 1) - at(z, y, x - 1)) / 2;
+      J[0] += gz * gz;
+      J[1] += gy * gy;
+      J[2] += gx * gx;
+      J[3] += gz * gy;
+      J[4] += gz * gx;
+      J[5] += gy * gx;
+    });
+    const e = symmetricEigen3(J);
+    direction.set(e.vectors[2], 3 * t);
+    confidence[t] = e.values[0] > 0 ? (e.values[1] - e.values[2]) / e.values[0] : 0;
+  });
+  return { direction, confidence };
+}
