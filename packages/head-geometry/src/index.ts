@@ -1,1 +1,20 @@
-export {};
+/**
+ * @goe/head-geometry: papyrus sheet mask per voxel and sheet normals per token, their loss, Dice and
+ * normal angular error.
+ */
+export {
+  GEOMETRY_HEAD_DEFAULTS,
+  resolveGeometryHeadConfig,
+  type GeometryHeadConfig,
+  type GeometryHeadConfigInput,
+} from './config.js';
+export { GeometryHeadConfigError, GeometryInputError } from './errors.js';
+export { SeparableSmoothing, unpatchifyCells, type TokenGrid } from './upsample.js';
+export {
+  GeometryHead,
+  geometryLoss,
+  type GeometryLoss,
+  type GeometryOutput,
+  type GeometryTargets,
+} from './head.js';
+export { dice, normalAngularError, type NormalAngularError } from './metrics.js';
