@@ -140,12 +140,15 @@ function conv3dBackpropFilterRef(g: Conv3dGeom, x: Arr, dy: Arr): Arr {
   return df;
 }
 
-/** maxPool3d (window k, stride s, 'valid') and the index of each window's maximum. */
-function maxPool3dRef(x: Arr, shape: number[], k: number, s: number): { y: Arr; arg: number[] } {
+/** maxPool3d (window k, stride s, 'valid'; per axis or the same on all three) and the index of each
+ * window's maximum. */
+function maxPool3dRef(x: Arr, shape: number[], k: number | number[], s: number | number[]): { y: Arr; arg: number[] } {
   const [B, D, H, W, C] = shape as [number, number, number, number, number];
-  const OD = Math.floor((D - k) / s) + 1;
-  const OH = Math.floor((H - k) / s) + 1;
-  const OW = Math.floor((W - k) / s) + 1;
+  const [kd, kh, kw] = (Array.isArray(k) ? k : [k, k, k]) as [number, number, number];
+  const [sd, sh, sw] = (Array.isArray(s) ? s : [s, s, s]) as [number, number, number];
+  const OD = Math.floor((D - kd) / sd) + 1;
+  const OH = Math.floor((H - kh) / sh) + 1;
+  const OW = Math.floor((W - kw) / sw) + 1;
   const y = new Float64Array(B * OD * OH * OW * C);
   const arg: number[] = [];
   let o = 0;
@@ -156,19 +159,55 @@ function maxPool3dRef(x: Arr, shape: number[], k: number, s: number): { y: Arr; 
           for (let c = 0; c < C; c++) {
             let best = -Infinity;
             let at = -1;
-            for (let kd = 0; kd < k; kd++)
-              for (let kh = 0; kh < k; kh++)
-                for (let kw = 0; kw < k; kw++) {
-                  const i = (((b * D + od * s + kd) * H + oh * s + kh) * W + ow * s + kw) * C + c;
-                  if ((x[i] as number) > best) {
-                    best = x[i] as number;
-                    at = i;
+            for (let i = 0; i < kd; i++)
+              for (let j = 0; j < kh; j++)
+                for (let l = 0; l < kw; l++) {
+                  const idx = (((b * D + od * sd + i) * H + oh * sh + j) * W + ow * sw + l) * C + c;
+                  if ((x[idx] as number) > best) {
+                    best = x[idx] as number;
+                    at = idx;
                   }
                 }
             y[o] = best;
             arg[o++] = at;
           }
   return { y, arg };
+}
+
+/** dilation2d ('valid', stride s, no dilation): y = max over the window of x + w, and the argmax
+ * (input index, filter index) of each output. */
+function dilation2dRef(x: Arr, xs: number[], w: Arr, ws: number[], s: number): { y: Arr; yShape: number[]; argX: number[]; argW: number[] } {
+  const [B, H, W, C] = xs as [number, number, number, number];
+  const [fh, fw] = ws as [number, number, number];
+  const OH = Math.floor((H - fh) / s) + 1;
+  const OW = Math.floor((W - fw) / s) + 1;
+  const y = new Float64Array(B * OH * OW * C);
+  const argX: number[] = [];
+  const argW: number[] = [];
+  let o = 0;
+  for (let b = 0; b < B; b++)
+    for (let i = 0; i < OH; i++)
+      for (let j = 0; j < OW; j++)
+        for (let c = 0; c < C; c++) {
+          let best = -Infinity;
+          let ax = -1;
+          let aw = -1;
+          for (let u = 0; u < fh; u++)
+            for (let v = 0; v < fw; v++) {
+              const xi = ((b * H + i * s + u) * W + j * s + v) * C + c;
+              const wi = (u * fw + v) * C + c;
+              const val = (x[xi] as number) + (w[wi] as number);
+              if (val > best) {
+                best = val;
+                ax = xi;
+                aw = wi;
+              }
+            }
+          y[o] = best;
+          argX[o] = ax;
+          argW[o++] = aw;
+        }
+  return { y, yShape: [B, OH, OW, C], argX, argW };
 }
 
 function matMulRef(a: Arr, aShape: number[], b: Arr, bShape: number[], tA: boolean, tB: boolean): { y: Arr; shape: number[] } {
@@ -338,6 +377,51 @@ describe('maxPool3d on wasm', () => {
       expect(maxAbsDiff(got, want)).toBeLessThan(1e-6);
     });
   }
+});
+
+describe('maxPool (2-D) gradient and dilation2d on wasm', () => {
+  it('MaxPoolGrad routes each window gradient to its maximum', () => {
+    const shape = [2, 6, 5, 3];
+    const x = rand(shape, 34).map((v, i) => v + i * 1e-5);
+    const { y, arg } = maxPool3dRef(x, [2, 1, 6, 5, 3], [1, 2, 2], [1, 2, 1]);
+    const yShape = [2, 3, 4, 3];
+    const dy = rand(yShape, 35);
+    const want = new Float64Array(x.length);
+    arg.forEach((i, o) => (want[i] = (want[i] as number) + (dy[o] as number)));
+    const inputs = () => ({ dy: t(dy, yShape), input: t(x, shape), output: t(y, yShape) });
+    const attrs = { filterSize: [2, 2], strides: [2, 1], pad: 'valid' };
+    const original = tf.tidy(() => runOriginal('MaxPoolGrad', inputs(), attrs));
+    expect(maxAbsDiff(original, want)).toBeGreaterThan(0.1);
+    const got = tf.tidy(() => run('MaxPoolGrad', inputs(), attrs));
+    expect(maxAbsDiff(got, want)).toBeLessThan(1e-6);
+  });
+
+  it('Dilation2D and its two backprops match the max-plus definition', () => {
+    const xs = [2, 6, 5, 2];
+    const ws = [2, 3, 2];
+    const x = rand(xs, 36).map((v, i) => v + i * 1e-4);
+    const w = rand(ws, 37).map((v, i) => v + i * 1e-3);
+    const { y, yShape, argX, argW } = dilation2dRef(x, xs, w, ws, 1);
+    const dy = rand(yShape, 38);
+    const dx = new Float64Array(x.length);
+    const dw = new Float64Array(w.length);
+    argX.forEach((i, o) => (dx[i] = (dx[i] as number) + (dy[o] as number)));
+    argW.forEach((i, o) => (dw[i] = (dw[i] as number) + (dy[o] as number)));
+    const attrs = { strides: [1, 1], pad: 'valid', dilations: [1, 1] };
+    const fwd = () => ({ x: t(x, xs), filter: t(w, ws) });
+    const back = () => ({ x: t(x, xs), filter: t(w, ws), dy: t(dy, yShape) });
+    const cases: [string, () => tf.NamedTensorMap, Arr][] = [
+      ['Dilation2D', fwd, y],
+      ['Dilation2DBackpropInput', back, dx],
+      ['Dilation2DBackpropFilter', back, dw],
+    ];
+    for (const [name, inputs, want] of cases) {
+      const original = tf.tidy(() => runOriginal(name, inputs(), attrs));
+      expect(maxAbsDiff(original, want), `${name} as shipped`).toBeGreaterThan(0.05);
+      const got = tf.tidy(() => run(name, inputs(), attrs));
+      expect(maxAbsDiff(got, want), name).toBeLessThan(1e-5);
+    }
+  });
 });
 
 describe('kernels missing from wasm', () => {

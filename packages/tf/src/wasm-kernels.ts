@@ -16,9 +16,9 @@
  *   into XNNPACK where it can and applied by the wasm kernels otherwise.
  * - `Conv3DBackpropInputV2` (conv3d's input gradient and conv3dTranspose's forward) and
  *   `Conv3DBackpropFilterV2` with stride > 1 give wrong numbers; `MaxPool3D` gives wrong maxima on
- *   windows that are all negative and `MaxPool3DGrad` routes the gradient to the wrong element. These
- *   run the cpu backend's kernel on data copied across (the copy is O(size), the kernel is O(size x
- *   window)).
+ *   windows that are all negative; `MaxPool3DGrad` and `MaxPoolGrad` route the gradient to the
+ *   wrong element; `Dilation2D` and both its backprops give wrong values. These run the cpu backend's
+ *   kernel on data copied across (the copy is O(size), the kernel is O(size x window)).
  * - Missing kernels: `UnsortedSegmentSum` (so `gather` has no gradient) is written here directly on
  *   the wasm heap (O(size), where the cpu kernel is O(size x segments)); `Einsum` is a transpose +
  *   batched matmul on the fast path; `Conv2DBackpropFilter` and the two depthwise-conv2d backprop
@@ -145,7 +145,9 @@ function viaCpu(name: string): tf.KernelFunc {
       if (t.dtype !== 'float32' && t.dtype !== 'int32' && t.dtype !== 'bool') {
         throw new WasmKernelError(name, `cannot move a ${t.dtype} tensor to the cpu backend`);
       }
-      const info = { dataId: cpu.write(backend.readSync(t.dataId) as tf.backend_util.TypedArray, t.shape, t.dtype), shape: t.shape, dtype: t.dtype };
+      const dataId = cpu.write(backend.readSync(t.dataId) as tf.backend_util.TypedArray, t.shape, t.dtype);
+      // Some cpu kernels read `rank`/`size` as if handed Tensors.
+      const info = { dataId, shape: t.shape, dtype: t.dtype, rank: t.shape.length, size: size(t.shape) };
       moved.push(info);
       return info;
     };
@@ -595,6 +597,10 @@ const REPLACEMENTS: ReadonlyArray<{ name: string; kernel: tf.KernelFunc; why: st
   { name: 'Conv3DBackpropFilterV2', kernel: viaCpu('Conv3DBackpropFilterV2'), why: 'wrong values with stride > 1' },
   { name: 'MaxPool3D', kernel: viaCpu('MaxPool3D'), why: 'wrong maxima on all-negative windows' },
   { name: 'MaxPool3DGrad', kernel: viaCpu('MaxPool3DGrad'), why: 'gradient routed to the wrong element' },
+  { name: 'MaxPoolGrad', kernel: viaCpu('MaxPoolGrad'), why: 'gradient routed to the wrong element' },
+  { name: 'Dilation2D', kernel: viaCpu('Dilation2D'), why: 'wrong values' },
+  { name: 'Dilation2DBackpropInput', kernel: viaCpu('Dilation2DBackpropInput'), why: 'wrong values' },
+  { name: 'Dilation2DBackpropFilter', kernel: viaCpu('Dilation2DBackpropFilter'), why: 'wrong values' },
   { name: 'UnsortedSegmentSum', kernel: unsortedSegmentSumKernel, why: 'missing (gather has no gradient)' },
   { name: 'Einsum', kernel: einsumKernel, why: 'missing' },
   { name: 'Conv2DBackpropFilter', kernel: viaCpu('Conv2DBackpropFilter'), why: 'missing (conv2d filter gradient)' },
