@@ -59,3 +59,20 @@ export {
   type InputKind,
 } from './conformance-ops.js';
 export { mergeBroadcastAxes, patchWebGpuKernels } from './webgpu-kernels.js';
+export {
+  OpArgumentError,
+  attention,
+  clearOpIndexCache,
+  conv3dFast,
+  patchify3d,
+  preferredConv3dMethod,
+  preferredPatchMethod,
+  unpatchify3d,
+  type AttentionOptions,
+  type Conv3dChoiceInput,
+  type Conv3dFastOptions,
+  type Conv3dMethod,
+  type PatchMethod,
+  type PatchOptions,
+  type Triple,
+} from './ops.js';
