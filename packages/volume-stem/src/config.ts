@@ -7,8 +7,12 @@ import { VolumeStemConfigError } from './errors.js';
 /** Three sizes in (z, y, x) order. */
 export type Triple = [number, number, number];
 
-/** Non-linearity after the stem convolution. */
-export type StemActivation = 'gelu' | 'relu';
+/**
+ * Non-linearity after the stem convolution. `silu` (x·σ(x), Ramachandran et al. 2017) is the default:
+ * smooth like GELU but three element-wise kernels instead of GELU's tanh polynomial, which matters on the
+ * stem's per-voxel tensor (measured on wasm, [65536, 4] forward + backward: SiLU ~4 ms, GELU ~12-25 ms).
+ */
+export type StemActivation = 'silu' | 'gelu' | 'relu';
 
 export interface VolumeStemConfig {
   /** Token width d (tokens are `[B, N, d]`). */
@@ -49,7 +53,7 @@ export const VOLUME_STEM_DEFAULTS: Readonly<VolumeStemConfig> = Object.freeze({
   da: 16,
   cell: [4, 4, 4] as Triple,
   convChannels: 4,
-  activation: 'gelu' as StemActivation,
+  activation: 'silu' as StemActivation,
   voxelSizeUm: [7.91, 7.91, 7.91] as Triple,
   pyramidLevel: 0,
   positional: 'sinusoidal' as const,
@@ -108,7 +112,7 @@ export function resolveVolumeStemConfig(partial: VolumeStemConfigInput = {}): Vo
     da: positiveInt('da', p['da']),
     cell: triple('cell', p['cell'], (f, x) => positiveInt(f, x)),
     convChannels: positiveInt('convChannels', p['convChannels'], 0),
-    activation: oneOf('activation', p['activation'], ['gelu', 'relu'] as const),
+    activation: oneOf('activation', p['activation'], ['silu', 'gelu', 'relu'] as const),
     voxelSizeUm: triple('voxelSizeUm', p['voxelSizeUm'], positiveNumber),
     pyramidLevel: positiveInt('pyramidLevel', p['pyramidLevel'], 0),
     positional: oneOf('positional', p['positional'], ['sinusoidal', 'none'] as const),

@@ -41,7 +41,8 @@ async function hostTokens(stem: VolumeStem, vol: Float32Array, shape: [number, n
     for (let a = 0; a < 3; a++)
       for (let e = 0; e < 3; e++)
         for (let f = 0; f < 3; f++) s += at(b, z + a - 1, y + e - 1, x + f - 1) * cw[((a * 3 + e) * 3 + f) * C + c]!;
-    return stem.config.activation === 'gelu' ? geluRef(s) : Math.max(0, s);
+    const act = stem.config.activation;
+    return act === 'silu' ? s / (1 + Math.exp(-s)) : act === 'gelu' ? geluRef(s) : Math.max(0, s);
   };
   const pos =
     stem.config.positional === 'sinusoidal'
@@ -86,7 +87,8 @@ function maxRelErr(got: ArrayLike<number>, ref: ArrayLike<number>): number {
 
 describe('VolumeStem', () => {
   const cases: Array<{ name: string; cfg: VolumeStemConfigInput; shape: [number, number, number, number] }> = [
-    { name: 'conv + gelu, cubic cells', cfg: { d: 24, da: 5, cell: 4, convChannels: 3 }, shape: [2, 8, 8, 8] },
+    { name: 'conv + silu, cubic cells', cfg: { d: 24, da: 5, cell: 4, convChannels: 3 }, shape: [2, 8, 8, 8] },
+    { name: 'conv + gelu', cfg: { d: 12, da: 2, cell: 4, convChannels: 2, activation: 'gelu' }, shape: [1, 4, 8, 8] },
     {
       name: 'no conv, anisotropic cells, no positions',
       cfg: { d: 8, da: 3, cell: [2, 4, 8], convChannels: 0, positional: 'none', orientationDescriptors: false },

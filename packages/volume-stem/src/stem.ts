@@ -114,7 +114,8 @@ export class VolumeStem extends Module {
       let feats: tf.Tensor2D; // [R, C] (C = 1 without the convolution)
       if (this.conv) {
         const pre = this.conv.apply(cols); // [R, C]
-        feats = (this.config.activation === 'gelu' ? gelu(pre) : tf.relu(pre)) as tf.Tensor2D;
+        const act = this.config.activation;
+        feats = (act === 'silu' ? tf.mul(pre, tf.sigmoid(pre)) : act === 'gelu' ? gelu(pre) : tf.relu(pre)) as tf.Tensor2D;
       } else {
         feats = tf.reshape(x, [B * D * H * W, 1]) as tf.Tensor2D; // [R, 1]
       }
