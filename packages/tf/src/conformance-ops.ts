@@ -303,13 +303,11 @@ export const CONFORMANCE_OPS: readonly ConformanceCase[] = [
     grad: { tol: 1e-5, fdStep: 1e-3 },
   },
   {
-    // tfjs 4.22's Maximum/Minimum gradients do not sum over broadcast axes (conformance.test.ts lists
-    // it), so only the full-shape input is differentiated here.
     name: 'maximum broadcast',
     inputs: [{ shape: [4, 6] }, { shape: [6] }],
     fn: ([a, b]) => tf.maximum(a!, b!),
     tol: 1e-6,
-    grad: { tol: 1e-5, wrt: [0], fdStep: 1e-3 },
+    grad: { tol: 1e-5, fdStep: 1e-3 },
   },
   {
     name: 'minimum',
@@ -323,6 +321,7 @@ export const CONFORMANCE_OPS: readonly ConformanceCase[] = [
     inputs: [{ shape: [4, 1, 6] }, { shape: [3, 6] }],
     fn: ([a, b]) => tf.minimum(a!, b!),
     tol: 1e-6,
+    grad: { tol: 1e-5, fdStep: 1e-3 },
   },
 
   // --- element-wise functions ---
@@ -494,10 +493,16 @@ export const CONFORMANCE_OPS: readonly ConformanceCase[] = [
   { name: 'tile rank 3', inputs: [{ shape: [2, 3, 4] }], fn: ([x]) => tf.tile(x!, [1, 2, 2]), tol: 0, grad: { tol: 1e-6 } },
   { name: 'cumsum axis 1', inputs: [{ shape: [4, 7] }], fn: ([x]) => tf.cumsum(x!, 1), tol: 1e-6, grad: { tol: 1e-5 } },
   {
-    // Last axis: tfjs 4.22's cumsum gradient fails on any other axis (conformance.test.ts lists it).
     name: 'cumsum exclusive reverse',
     inputs: [{ shape: [3, 2, 6] }],
     fn: ([x]) => tf.cumsum(x!, 2, true, true),
+    tol: 1e-6,
+    grad: { tol: 1e-5 },
+  },
+  {
+    name: 'cumsum middle axis',
+    inputs: [{ shape: [3, 5, 2] }],
+    fn: ([x]) => tf.cumsum(x!, 1),
     tol: 1e-6,
     grad: { tol: 1e-5 },
   },
@@ -518,12 +523,11 @@ export const CONFORMANCE_OPS: readonly ConformanceCase[] = [
     grad: { tol: 1e-5 },
   },
   {
-    // Only the full-shape input is differentiated: tfjs' gradient does not sum over broadcast axes.
     name: 'squaredDifference rank-6 broadcast',
     inputs: [{ shape: [2, 3, 2, 4, 2, 3] }, { shape: [3, 1, 4, 1, 3] }],
     fn: ([a, b]) => tf.squaredDifference(a!, b!),
     tol: 1e-6,
-    grad: { tol: 1e-5, wrt: [0] },
+    grad: { tol: 1e-5 },
   },
   {
     name: 'greaterEqual rank 5 vs per-channel threshold',
@@ -532,9 +536,9 @@ export const CONFORMANCE_OPS: readonly ConformanceCase[] = [
     tol: 0,
   },
   {
-    // Same shapes: broadcasting here goes through tile, whose gradient tfjs lacks above rank 4.
+    // The broadcast of b goes through a rank-5 tile (and its gradient).
     name: 'where rank 5',
-    inputs: [{ shape: [2, 3, 4, 4, 5] }, { shape: [2, 3, 4, 4, 5] }],
+    inputs: [{ shape: [2, 3, 4, 4, 5] }, { shape: [5] }],
     fn: ([a, b]) => tf.where(tf.greaterEqual(a!, b!), a!, tf.mul(b!, 2)),
     tol: 1e-6,
     grad: { tol: 1e-6, fdStep: 1e-3 },
@@ -557,12 +561,28 @@ export const CONFORMANCE_OPS: readonly ConformanceCase[] = [
       [0, 0],
     ], 'reflect'),
     tol: 0,
-    // No gradient: tfjs' MirrorPad gradient is that of a zero pad (conformance.test.ts lists it).
+    grad: { tol: 1e-6 },
   },
   {
     name: 'transpose rank 5',
     inputs: [{ shape: [2, 3, 4, 5, 2] }],
     fn: ([x]) => tf.transpose(x!, [0, 2, 4, 1, 3]),
+    tol: 0,
+    grad: { tol: 1e-6 },
+  },
+  {
+    // The input is computed first so that its data lives on the device (WebGPU's rank-5 tile read it
+    // back synchronously, which Node cannot).
+    name: 'tile rank 5 of a computed tensor',
+    inputs: [{ shape: [2, 3, 2, 2, 3] }],
+    fn: ([x]) => tf.tile(tf.mul(x!, 2), [1, 2, 1, 2, 1]),
+    tol: 0,
+    grad: { tol: 1e-6 },
+  },
+  {
+    name: 'broadcastTo rank 5 of a computed tensor',
+    inputs: [{ shape: [3, 1, 3, 4] }],
+    fn: ([x]) => tf.broadcastTo(tf.add(x!, 1), [2, 3, 2, 3, 4]),
     tol: 0,
     grad: { tol: 1e-6 },
   },
@@ -574,9 +594,9 @@ export const CONFORMANCE_OPS: readonly ConformanceCase[] = [
     grad: { tol: 1e-6 },
   },
   {
-    name: 'cumsum rank 5, exclusive reverse',
+    name: 'cumsum rank 5, middle axis, exclusive reverse',
     inputs: [{ shape: [2, 3, 4, 4, 3] }],
-    fn: ([x]) => tf.cumsum(x!, 4, true, true),
+    fn: ([x]) => tf.cumsum(x!, 2, true, true),
     tol: 1e-6,
     grad: { tol: 1e-5 },
   },
@@ -720,9 +740,7 @@ export const CONFORMANCE_OPS: readonly ConformanceCase[] = [
     inputs: [{ shape: [2, 5, 7, 7, 3] }],
     fn: ([x]) => tf.avgPool3d(conv5(x!), 3, 2, 'same'),
     tol: 1e-6,
-    // No finite-difference step: tfjs' gradient here disagrees with its forward on every backend
-    // (see reference.test.ts); backends are still compared with each other.
-    grad: { tol: 1e-6, fdStep: 0 },
+    grad: { tol: 1e-6 },
   },
 
   // --- compositions, in the shapes the models use them ---
@@ -734,7 +752,7 @@ export const CONFORMANCE_OPS: readonly ConformanceCase[] = [
     grad: { tol: 1e-5 },
   },
   {
-    name: 'sparse MoE router (softmax, top-2, renormalise, dispatch, combine)',
+    name: 'sparse MoE router (softmax, top-2, renormalise, one-hot combine, segment-sum load, gather)',
     inputs: [{ shape: [12, 8] }, { shape: [8, 4] }],
     fn: ([x, wr]) => {
       const probs = tf.softmax(tf.matMul(x!, wr!)); // [12, 4]
@@ -744,7 +762,9 @@ export const CONFORMANCE_OPS: readonly ConformanceCase[] = [
       // Per-expert load: each token's gated input summed into its first-choice expert.
       const first = tf.reshape(tf.slice(indices, [0, 0], [-1, 1]), [-1]); // [12]
       const load = tf.unsortedSegmentSum(tf.mul(x!, tf.slice(gates, [0, 0], [-1, 1])), first as tf.Tensor1D, 4); // [4, 8]
-      return [dense, load];
+      // Each token's first-choice expert embedding (a column of the router), looked up by index.
+      const picked = tf.gather(tf.transpose(wr!), first); // [12, 8]
+      return [dense, load, tf.mul(picked, x!)];
     },
     tol: 1e-5,
     grad: { tol: 1e-5, fdStep: 1e-3 },

@@ -1,9 +1,8 @@
 import { beforeAll, describe, expect, it } from 'vitest';
 import * as tf from '@tensorflow/tfjs-core';
 import { useBackend } from './backend.js';
-// tfjs-core's Node entry registers no gradients. This side-effect import must come after tfjs-core
-// itself is loaded (above): imported first, gradients through a cast fail with "reading 'clone'".
-import '@tensorflow/tfjs-core/dist/register_all_gradients';
+// Registers every gradient (tfjs-core's Node build ships none), as importing @goe/tf does.
+import './grads.js';
 import { LayerNorm } from './module.js';
 import {
   ReferenceShapeError,
@@ -17,7 +16,6 @@ import {
   refMaxPool3d,
   refMaxPool3dGrad,
   refSoftmax,
-  refWindowAxis,
   type HostTensor,
   type HostTensorLike,
   type RefPadding,
@@ -26,11 +24,6 @@ import { makeRng, type Rng } from './rng.js';
 import { expectNoLeak } from './testing.js';
 
 type T3 = [number, number, number];
-
-/** Whether 'same' padding cuts any pooling window short (the case tfjs' avgPool3d gradient gets wrong). */
-function clipsWindows(x: number[], k: T3, s: T3, pad: RefPadding): boolean {
-  return pad === 'same' && [1, 2, 3].some((a) => refWindowAxis(x[a] as number, k[a - 1] as number, s[a - 1] as number, pad).padBefore + refWindowAxis(x[a] as number, k[a - 1] as number, s[a - 1] as number, pad).padAfter > 0);
-}
 
 function randn(rng: Rng, shape: number[], kind: 'normal' | 'negative' = 'normal'): HostTensor {
   const n = shape.reduce((a, b) => a * b, 1);
@@ -237,7 +230,7 @@ describe('cpu backend vs float64 references', () => {
     }, 'maxPool3d');
   });
 
-  it.each(poolCases)('avgPool3d $kind x $x k $k s $s $pad: forward, and gradient where no window is clipped', async ({ x, k, s, pad, kind }) => {
+  it.each(poolCases)('avgPool3d $kind x $x k $k s $s $pad: forward and gradient', async ({ x, k, s, pad, kind }) => {
     const rng = makeRng(32);
     const xh = randn(rng, x, kind);
     const ref = refAvgPool3d(xh, k, s, pad);
@@ -246,10 +239,9 @@ describe('cpu backend vs float64 references', () => {
       const [xt, dyt] = [toTensor(xh), toTensor(dyh)];
       const y = await take(tf.avgPool3d(xt as tf.Tensor5D, k, s, pad));
       expectClose(y.data, y.shape, ref, 1e-6);
-      if (!clipsWindows(x, k, s, pad)) {
-        const g = await take(tf.grad((a: tf.Tensor) => tf.avgPool3d(a as tf.Tensor5D, k, s, pad))(xt, dyt));
-        expectClose(g.data, g.shape, refAvgPool3dGrad(dyh, x, k, s, pad), 1e-6);
-      }
+      // Where 'same' padding clips windows, tfjs-core's gradient is wrong; @goe/tf re-registers it.
+      const g = await take(tf.grad((a: tf.Tensor) => tf.avgPool3d(a as tf.Tensor5D, k, s, pad))(xt, dyt));
+      expectClose(g.data, g.shape, refAvgPool3dGrad(dyh, x, k, s, pad), 1e-6);
       tf.dispose([xt, dyt]);
     }, 'avgPool3d');
   });
@@ -305,8 +297,10 @@ describe('cpu backend vs float64 references', () => {
 
 /**
  * Defects of tfjs 4.22 itself (tfjs-core and the cpu kernels, so every backend that copies them),
- * found with the references above. `it.fails` passes while the defect is present; when a fix lands,
- * the test reports failure, and it should become a plain `it`.
+ * found with the references above and not corrected in @goe/tf. `it.fails` passes while the defect is
+ * present; when a fix lands, the test reports failure, and it should become a plain `it`. (The
+ * avgPool3d gradient under clipping 'same' windows was one; grads.ts corrects it, and the table above
+ * checks it.)
  */
 describe('tfjs 4.22 defects the references expose', () => {
   beforeAll(async () => {
@@ -323,17 +317,6 @@ describe('tfjs 4.22 defects the references expose', () => {
     const g = await take(tf.grad((a: tf.Tensor) => tf.maxPool3d(a as tf.Tensor5D, k, s, 'same'))(xt, dyt));
     tf.dispose([xt, dyt]);
     expectClose(g.data, g.shape, refMaxPool3dGrad(xh, dyh, k, s, 'same'), 1e-6);
-  });
-
-  it.fails("avgPool3d gradient divides by the full window size where 'same' padding clips a window (its forward divides by the in-bounds count)", async () => {
-    const rng = makeRng(52);
-    const x = [1, 5, 6, 7, 2];
-    const xh = randn(rng, x);
-    const dyh = randn(rng, refAvgPool3d(xh, 3, 2, 'same').shape);
-    const [xt, dyt] = [toTensor(xh), toTensor(dyh)];
-    const g = await take(tf.grad((a: tf.Tensor) => tf.avgPool3d(a as tf.Tensor5D, 3, 2, 'same'))(xt, dyt));
-    tf.dispose([xt, dyt]);
-    expectClose(g.data, g.shape, refAvgPool3dGrad(dyh, x, 3, 2, 'same'), 1e-6);
   });
 
   it.fails("'same' padding with a kernel smaller than the stride shifts windows one element (negative front padding)", async () => {

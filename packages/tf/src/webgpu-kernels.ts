@@ -7,7 +7,8 @@
  * multiple of 4), PadV2 (so the gradient of every rank-5 slice), MirrorPad and StridedSlice. The shader
  * fails to compile; Dawn reports that as an event, not an exception, so without the error hook in
  * webgpu.ts the op silently returns garbage. Select, Cumsum and Cumprod reject rank 5 outright, and
- * Reverse fails on it with a shape error. Separately, reverse Cumsum/Cumprod are wrong at any rank
+ * Reverse fails on it with a shape error; Tile reads its input back synchronously, which WebGPU in Node
+ * cannot do (no OffscreenCanvas), so it throws once the data is on the GPU. Separately, reverse Cumsum/Cumprod are wrong at any rank
  * once a reverse scan of another length has run (a shader cache key misses the length).
  *
  * Each patched kernel keeps the original for rank <= 4 and, above that, runs the original on a
@@ -72,6 +73,11 @@ class Scratch {
     return out;
   }
 
+  /** Takes ownership of a tensor made elsewhere, to be freed by `finish` like the others. */
+  adopt(t: TensorInfo): void {
+    this.made.push(t);
+  }
+
   /** A view of `x` with another shape (shares the data). */
   reshape(x: TensorInfo, shape: number[]): TensorInfo {
     return this.run('Reshape', { x }, { shape });
@@ -134,12 +140,14 @@ function binaryFix(name: string): KernelFunc {
     let [a2, b2] = [a, b];
     let shapes = merged.inShapes;
     if (merged.outShape.length > MAX_SAFE_RANK) {
-      // Broadcast patterns alternate too often to merge: materialise the broadcast (Tile is right at
-      // rank 5-6), after which both inputs are full-size and merge into one axis.
+      // Broadcast patterns alternate too often to merge: materialise the broadcast, after which both
+      // inputs are full-size and merge into one axis.
       const tileTo = (x: TensorInfo): TensorInfo => {
         if (tf.util.arraysEqual(x.shape, outShape)) return x;
         const full = [...new Array<number>(outShape.length - x.shape.length).fill(1), ...x.shape];
-        return s.run('Tile', { x: s.reshape(x, full) }, { reps: outShape.map((n, i) => n / (full[i] as number)) });
+        const tiled = tileByAxis(s.reshape(x, full), outShape.map((n, i) => n / (full[i] as number)), backend);
+        s.adopt(tiled);
+        return tiled;
       };
       [a2, b2] = [tileTo(a), tileTo(b)];
       shapes = [[prod(outShape)], [prod(outShape)]];
@@ -170,6 +178,27 @@ function axisByAxis(
   }
   if (cur === x) return s.finish(s.run('Identity', { x }));
   return s.finish(cur);
+}
+
+/**
+ * Tile at any rank as one rank-3 tile per repeated axis: tiling axis i of `[before, n, after]` with
+ * reps `[1, r, 1]` repeats whole blocks along it, and the axes tile independently.
+ */
+function tileByAxis(x: TensorInfo, reps: readonly number[], backend: KernelBackend): TensorInfo {
+  return axisByAxis('Tile', x, backend, (axis) => ((reps[axis] as number) === 1 ? null : { reps: [1, reps[axis] as number, 1] }));
+}
+
+/**
+ * Tile at rank >= 5: the WebGPU kernel falls back to the CPU there and reads the input synchronously,
+ * which Node's WebGPU cannot do once the data lives on the GPU (it needs OffscreenCanvas). This is
+ * what broadcastTo (and so tf.where with broadcasting, and Tile's gradient) runs.
+ */
+function tileFix(): KernelFunc {
+  return asKernel(({ inputs, backend, attrs }) => {
+    const { x } = inputs as { x: TensorInfo };
+    if (x.shape.length <= MAX_SAFE_RANK) return kernel('Tile')({ inputs, backend, attrs });
+    return tileByAxis(x, (attrs as unknown as { reps: number[] }).reps, backend);
+  });
 }
 
 /** PadV2 / MirrorPad at rank >= 5: one axis at a time on a rank-3 view. */
@@ -303,6 +332,7 @@ export function patchWebGpuKernels(): void {
     ['Cumsum', cumFix('Cumsum')],
     ['Cumprod', cumFix('Cumprod')],
     ['Select', selectFix()],
+    ['Tile', tileFix()],
     ['StridedSlice', stridedSliceFix()],
   ];
   for (const [name, kernelFunc] of fixes) {
