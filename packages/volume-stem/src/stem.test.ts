@@ -1,7 +1,5 @@
 import { describe, expect, it } from 'vitest';
 import { backendsUnderTest, expectNoLeak, makeRng, tf, useBackend } from '@goe/tf';
-// tfjs-core's Node entry registers no gradients; this side-effect import (after tfjs-core) does.
-import '@tensorflow/tfjs-core/dist/register_all_gradients';
 import {
   VolumeStem,
   VolumeStemInputError,
