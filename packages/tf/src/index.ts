@@ -76,3 +76,4 @@ export {
   type PatchOptions,
   type Triple,
 } from './ops.js';
+export { ADAM_DEFAULTS, Adam, type AdamConfig } from './optim.js';

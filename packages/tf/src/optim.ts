@@ -1,0 +1,99 @@
+/**
+ * Adam (Kingma & Ba, 2015) keyed by parameter name, with optional decoupled weight decay (AdamW,
+ * Loshchilov & Hutter, 2019).
+ *
+ * Why not `tf.train.adam`: tfjs' optimisers keep their moment estimates by position in the gradient
+ * list, and `tf.variableGrads` drops variables that got no gradient this step (an expert no token
+ * was routed to), which shifts every later moment onto the wrong variable. Here the state is keyed by
+ * the parameter's dotted name, so a parameter without a gradient is simply not updated that step,
+ * and the state saves and restores by name in checkpoints.
+ */
+import * as tf from '@tensorflow/tfjs-core';
+
+export interface AdamConfig {
+  beta1: number;
+  beta2: number;
+  epsilon: number;
+  /** Decoupled weight decay per step, multiplied by the learning rate (0 = plain Adam). */
+  weightDecay: number;
+}
+
+export const ADAM_DEFAULTS: Readonly<AdamConfig> = Object.freeze({ beta1: 0.9, beta2: 0.999, epsilon: 1e-8, weightDecay: 0 });
+
+interface Slot {
+  m: tf.Variable;
+  v: tf.Variable;
+  /** Updates applied to this parameter (its own bias-correction count). */
+  t: number;
+}
+
+export class Adam {
+  readonly config: AdamConfig;
+  private readonly slots = new Map<string, Slot>();
+
+  constructor(config: Partial<AdamConfig> = {}) {
+    this.config = { ...ADAM_DEFAULTS, ...config };
+  }
+
+  /**
+   * One update: `params` and `grads` are keyed by the same names; parameters without a gradient are
+   * left alone.
+   */
+  apply(params: Map<string, tf.Variable>, grads: Map<string, tf.Tensor>, lr: number): void {
+    const { beta1, beta2, epsilon, weightDecay } = this.config;
+    for (const [name, g] of grads) {
+      const p = params.get(name);
+      if (!p) throw new Error(`Adam: gradient for unknown parameter '${name}'`);
+      let s = this.slots.get(name);
+      if (!s) {
+        s = { m: tf.variable(tf.zerosLike(p), false), v: tf.variable(tf.zerosLike(p), false), t: 0 };
+        this.slots.set(name, s);
+      }
+      s.t += 1;
+      const slot = s;
+      tf.tidy(() => {
+        const m = tf.add(tf.mul(slot.m, beta1), tf.mul(g, 1 - beta1));
+        const v = tf.add(tf.mul(slot.v, beta2), tf.mul(tf.square(g), 1 - beta2));
+        slot.m.assign(m);
+        slot.v.assign(v);
+        const mHat = tf.div(m, 1 - beta1 ** slot.t);
+        const vHat = tf.div(v, 1 - beta2 ** slot.t);
+        let next = tf.sub(p, tf.mul(tf.div(mHat, tf.add(tf.sqrt(vHat), epsilon)), lr));
+        if (weightDecay > 0) next = tf.sub(next, tf.mul(p, lr * weightDecay));
+        p.assign(next);
+      });
+    }
+  }
+
+  /** The moment tensors by `NAME/m`, `NAME/v`, and the per-parameter step counts, for checkpoints. */
+  state(): { tensors: Map<string, tf.Tensor>; steps: Record<string, number> } {
+    const tensors = new Map<string, tf.Tensor>();
+    const steps: Record<string, number> = {};
+    for (const [name, s] of this.slots) {
+      tensors.set(`${name}/m`, s.m);
+      tensors.set(`${name}/v`, s.v);
+      steps[name] = s.t;
+    }
+    return { tensors, steps };
+  }
+
+  /** Restores what `state()` returned (values as float32 arrays with shapes). */
+  restore(values: Map<string, { shape: number[]; data: Float32Array }>, steps: Record<string, number>): void {
+    this.dispose();
+    for (const [name, t] of Object.entries(steps)) {
+      const m = values.get(`${name}/m`);
+      const v = values.get(`${name}/v`);
+      if (!m || !v) throw new Error(`Adam state for '${name}' is missing its moments`);
+      this.slots.set(name, {
+        m: tf.variable(tf.tensor(m.data, m.shape, 'float32'), false),
+        v: tf.variable(tf.tensor(v.data, v.shape, 'float32'), false),
+        t,
+      });
+    }
+  }
+
+  dispose(): void {
+    for (const s of this.slots.values()) tf.dispose([s.m, s.v]);
+    this.slots.clear();
+  }
+}
