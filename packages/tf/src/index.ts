@@ -58,7 +58,7 @@ export {
   type HostValue,
   type InputKind,
 } from './conformance-ops.js';
-export { mergeBroadcastAxes, patchWebGpuKernels } from './webgpu-kernels.js';
+export { WebGpuKernelMissingError, mergeBroadcastAxes, patchWebGpuKernels } from './webgpu-kernels.js';
 export {
   OpArgumentError,
   attention,

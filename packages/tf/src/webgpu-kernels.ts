@@ -6,10 +6,11 @@
  * binary ops on their shared-memory path (e.g. a per-channel bias `[B, D, H, W, C] + [C]` with C not a
  * multiple of 4), PadV2 (so the gradient of every rank-5 slice), MirrorPad and StridedSlice. The shader
  * fails to compile; Dawn reports that as an event, not an exception, so without the error hook in
- * webgpu.ts the op silently returns garbage. Select, Cumsum and Cumprod reject rank 5 outright, and
- * Reverse fails on it with a shape error; Tile reads its input back synchronously, which WebGPU in Node
- * cannot do (no OffscreenCanvas), so it throws once the data is on the GPU. Separately, reverse Cumsum/Cumprod are wrong at any rank
- * once a reverse scan of another length has run (a shader cache key misses the length).
+ * webgpu.ts the op silently returns garbage. Select, Cumsum and Cumprod reject rank 5 outright,
+ * Reverse fails on it with a shape error, and Tile falls back to reading its input synchronously,
+ * which WebGPU in Node cannot do (no OffscreenCanvas) once the data is on the GPU. Separately, reverse
+ * Cumsum/Cumprod are wrong at any rank once a reverse scan of another length has run (the shader
+ * cache key misses the length).
  *
  * Each patched kernel keeps the original for rank <= 4 and, above that, runs the original on a
  * lower-rank view of the same data: these ops are separable over axes, so reshaping (free: the data
@@ -50,15 +51,23 @@ const BINARY_KERNELS = [
   'LogicalOr',
 ] as const;
 
-/** The rank from which WebGPU shaders use the non-indexable coordinate structs. */
+/** The highest rank whose WebGPU shaders use indexable coordinates (`vec4<i32>` and below). */
 const MAX_SAFE_RANK = 4;
 
 /** The original (unpatched) kernel functions, by kernel name. */
 const originals = new Map<string, KernelFunc>();
 
+/** A kernel a fix builds on is not registered for WebGPU (a tfjs-backend-webgpu other than 4.22). */
+export class WebGpuKernelMissingError extends Error {
+  override readonly name = 'WebGpuKernelMissingError';
+  constructor(readonly kernelName: string) {
+    super(`WebGPU kernel '${kernelName}' is not registered`);
+  }
+}
+
 function kernel(name: string): KernelFunc {
   const f = originals.get(name) ?? tf.getKernel(name, BACKEND)?.kernelFunc;
-  if (!f) throw new Error(`WebGPU kernel '${name}' is not registered`);
+  if (!f) throw new WebGpuKernelMissingError(name);
   return f;
 }
 
@@ -101,6 +110,8 @@ function prod(xs: readonly number[]): number {
  * Merges the axes of a broadcast into the fewest groups: consecutive axes merge when each input is
  * either full-size on both or broadcast (size 1) on both; axes of output size 1 drop out.
  *
+ * @param shapes the inputs' shapes, each broadcastable to `outShape` (numpy rules: aligned at the end)
+ * @param outShape the broadcast result's shape
  * @returns per-input shapes and the output shape over the merged axes (all the same length)
  */
 export function mergeBroadcastAxes(shapes: readonly (readonly number[])[], outShape: readonly number[]): { inShapes: number[][]; outShape: number[] } {
