@@ -358,3 +358,39 @@ describe.each(BACKENDS)('GoeLayer on %s', (backend) => {
     layer.dispose();
   });
 });
+
+// WebGPU in Node cannot read back synchronously, so `auto` dispatch runs dense there; the layer must
+// still match the reference (lavapipe makes this slow: one small case).
+describe.runIf((await backendsUnderTest()).includes('webgpu'))('GoeLayer on webgpu', () => {
+  it('matches the float64 reference with auto (dense) dispatch, and trains', async () => {
+    await useBackend('webgpu');
+    const cfg = { ...SMALL, graphGamma: 1 };
+    const layer = layerOf(cfg);
+    randomGraph(layer);
+    const { tokens, aux, t, a } = inputs(5);
+    const w = await hostWeights(layer);
+    const free = goeReference({ ...layer.config, haltEps: 0 }, w, t, a, R);
+    const layerH = layerOf({ ...cfg, haltEps: haltQuantile(free.u, 0.35) });
+    copyWeights(layer, layerH);
+    const ref = goeReference(layerH.config, w, t, a, R);
+    const out = layerH.apply({ tokens, aux });
+    expect(maxAbsDiff(await out.tokens.data(), ref.tokens)).toBeLessThan(2e-4);
+    expect(Array.from(await out.provenance.experts.data())).toEqual(ref.ids.flat(2));
+    expect(Array.from(await out.provenance.haltedAt.data())).toEqual(ref.haltedAt);
+    disposeGoeOutput(out);
+    const vars = layerH.trainableVariables();
+    const { value, grads } = tf.variableGrads(() => {
+      const o = layerH.apply({ tokens, aux }, { training: true });
+      return tf.add(tf.mean(tf.square(o.tokens)), o.losses.total) as tf.Scalar;
+    }, vars);
+    for (const v of vars) {
+      if (v === layerH.halt.w || v === layerH.halt.b) continue;
+      const g = Array.from(await grads[v.name]!.data());
+      const norm = Math.sqrt(g.reduce((s, x) => s + x * x, 0));
+      expect(Number.isFinite(norm) && norm > 0, v.name).toBe(true);
+    }
+    tf.dispose([value, ...Object.values(grads), tokens, aux]);
+    [layer, layerH].forEach((l) => l.dispose());
+    await useBackend('cpu');
+  });
+});

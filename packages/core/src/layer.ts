@@ -23,7 +23,7 @@ import { GoeConfigError, GoeInputError } from './errors.js';
 import { expertRegistry, type Expert } from './experts.js';
 import { graphRegistry, type ExpertGraph } from './graph.js';
 import { cycleRegularisers } from './losses.js';
-import { canReadSync, detached, selectionMask, slotOneHot } from './ops.js';
+import { canReadSync, detached, selectionMask, slotOneHot, toFloat32 } from './ops.js';
 import { routerRegistry, type Router } from './routers.js';
 
 /** Input of `GoeLayer.apply`. */
@@ -272,7 +272,7 @@ export class GoeLayer extends Module {
           if (c.haltEps > 0) {
             // Halt when |Δu| < ε: keep going only where |Δu| >= ε (a hard decision, no gradient).
             active = detached(
-              (a, g) => tf.mul(a, tf.cast(tf.greaterEqual(g, c.haltEps), 'float32')),
+              (a, g) => tf.mul(a, toFloat32(tf.greaterEqual(g, c.haltEps))),
               before,
               du,
             ) as tf.Tensor2D;
@@ -326,7 +326,7 @@ export class GoeLayer extends Module {
       // Provenance and stats.
       const haltedAtF = tf.addN(actives); // [R, 1]: cycles each token was active
       const haltedAt = tf.reshape(tf.cast(haltedAtF, 'int32'), [batch, n]) as tf.Tensor2D; // [B, N]
-      const evaluations = tf.addN(ids.map((i) => tf.sum(tf.cast(tf.greaterEqual(i, tf.scalar(0, 'int32')), 'float32')))) as tf.Scalar;
+      const evaluations = tf.addN(ids.map((i) => tf.sum(toFloat32(tf.greaterEqual(i, tf.scalar(0, 'int32')))))) as tf.Scalar;
       const possible = rows * kCycles * s;
       const saved = tf.sub(possible, evaluations) as tf.Scalar;
       const perCycleHalting = tf.stack([tf.scalar(0), ...haltCost]) as tf.Tensor1D; // [K]

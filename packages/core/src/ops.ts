@@ -45,7 +45,7 @@ export function slotOneHot(ids: tf.Tensor2D, experts: number): tf.Tensor3D {
     // as int32 and cast: the wasm backend's oneHot with dtype float32 writes the int bit patterns
     // (1 -> 1.4e-45), silently.
     const depth = Math.max(experts, 2);
-    let oh = tf.cast(tf.oneHot(tf.reshape(ids, [-1]) as tf.Tensor1D, depth), 'float32'); // [R*s, depth]
+    let oh = toFloat32(tf.oneHot(tf.reshape(ids, [-1]) as tf.Tensor1D, depth)); // [R*s, depth]
     if (depth !== experts) oh = tf.slice(oh, [0, 0], [rows * slots, experts]); // [R*s, M]
     return tf.reshape(oh, [rows, slots, experts]) as tf.Tensor3D; // [R, s, M]
   });
@@ -57,6 +57,19 @@ export function slotOneHot(ids: tf.Tensor2D, experts: number): tf.Tensor3D {
  */
 export function selectionMask(ids: tf.Tensor2D, experts: number): tf.Tensor2D {
   return tf.tidy(() => tf.sum(slotOneHot(ids, experts), 1) as tf.Tensor2D); // [R, M]
+}
+
+/**
+ * `x` as a float32 tensor whose buffer really holds floats. On WebGPU, tfjs' Cast from int32/bool to
+ * float32 only relabels the buffer (no precision is lost, so it skips the conversion); kernels that
+ * read the buffer by its stored type (Transpose, inside reductions over a non-last axis) then fail
+ * shader validation. A multiply by 1 writes a converted buffer.
+ */
+export function toFloat32(x: tf.Tensor): tf.Tensor {
+  return tf.tidy(() => {
+    const f = tf.cast(x, 'float32');
+    return x.dtype !== 'float32' && tf.getBackend() === 'webgpu' ? tf.mul(f, tf.scalar(1)) : f;
+  });
 }
 
 /** Whether the active backend can read tensors back synchronously (`dataSync`): not WebGPU in Node. */
