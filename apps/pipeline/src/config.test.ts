@@ -25,7 +25,7 @@ describe('resolveTrainConfig', () => {
     expect(() => resolveTrainConfig({ model: { patch: [16, 32] as never } })).toThrow(/^model\.patch: expected 3 positive integers/);
     expect(() => resolveTrainConfig({ data: { source: 'tiff' as never } })).toThrow(/^data\.source/);
     expect(() => resolveTrainConfig({ data: { validationFraction: 1.5 } })).toThrow(/^data\.validationFraction/);
-    expect(() => resolveTrainConfig({ data: { phantomShape: [8, 8, 8] } })).toThrow(/^model\.patch: patch 16x32x32 does not fit/);
+    expect(() => resolveTrainConfig({ data: { phantomShape: [8, 8, 8] } })).toThrow(/^model\.patch: patch 16x32x32 does not fit the phantom 8x8x8/);
   });
 });
 

@@ -72,10 +72,11 @@ export class InkModel extends Module {
     super();
     const d = config.width;
     const da = config.auxWidth;
-    this.stem = this.child('stem', new VolumeStem(resolveVolumeStemConfig({ ...config.stem, d, da }), rng));
+    const stemConfig = resolveVolumeStemConfig({ ...config.stem, d, da });
+    this.stem = this.child('stem', new VolumeStem(stemConfig, rng));
     this.encoder = this.child('encoder', new Encoder(resolveEncoderConfig({ ...config.encoder, d, da }), rng));
     this.core = this.child('core', new GoeLayer(resolveGoeConfig({ ...config.core, d, da }), rng));
-    this.head = this.child('head', new InkHead(resolveInkHeadConfig({ ...config.inkHead, d }), rng));
+    this.head = this.child('head', new InkHead(resolveInkHeadConfig({ ...config.inkHead, d, cell: stemConfig.cell }), rng));
   }
 
   /** @param x `[B, D, H, W, 1]` @returns logits `[B, D, H, W]` and the router loss. */

@@ -4,7 +4,7 @@
  * clipping; a progress line, `metrics.jsonl`, periodic validation, atomic checkpoints and a loss-curve
  * PNG in the run folder.
  */
-import { initBackend, makeRng, tf, type BackendChoice } from '@goe/tf';
+import { Adam, initBackend, makeRng, tf, type BackendChoice } from '@goe/tf';
 import { openVolume, PatchSampler, type Volume } from '@goe/scroll-io';
 import { resolvePhantomConfig, writePhantom } from '@goe/phantom';
 import { inkMetrics } from '@goe/head-ink';
@@ -46,7 +46,7 @@ export interface TrainOptions {
 interface DataSources {
   volume: Volume;
   ink: Volume;
-  /** Training region (x below the validation slab) and validation region. */
+  /** Training region (z below the validation slab) and validation region. */
   trainRegion: { offset: number[]; shape: number[] };
   valRegion: { offset: number[]; shape: number[] };
 }
@@ -56,8 +56,8 @@ async function prepareData(c: TrainConfig, runDir: string): Promise<DataSources>
   let inkPath = c.data.inkLabels;
   if (c.data.source === 'phantom') {
     const pc = resolvePhantomConfig({ shape: c.data.phantomShape, seed: c.seed, preset: c.data.phantomPreset });
-    const written = await writePhantom(join(runDir, 'data'), pc);
-    volumePath = written.volume;
+    const written = await writePhantom(join(runDir, 'data'), pc, { overwrite: true });
+    volumePath = written.image;
     inkPath = written.labels.ink;
   }
   const volume = await openVolume(volumePath);
@@ -66,13 +66,14 @@ async function prepareData(c: TrainConfig, runDir: string): Promise<DataSources>
     throw new Error(`ink labels ${inkPath} have shape [${ink.shape}] but the volume ${volumePath} has [${volume.shape}]`);
   }
   const [D, H, W] = volume.shape as [number, number, number];
-  const valW = Math.floor(W * c.data.validationFraction);
+  const valD = Math.floor(D * c.data.validationFraction);
   return {
     volume,
     ink,
-    trainRegion: { offset: [0, 0, 0], shape: [D, H, W - valW] },
-    valRegion: { offset: [0, 0, W - valW], shape: [D, H, valW] },
+    trainRegion: { offset: [0, 0, 0], shape: [D - valD, H, W] },
+    valRegion: { offset: [D - valD, 0, 0], shape: [valD, H, W] },
   };
+
 }
 
 function globalNormClip(grads: tf.NamedTensorMap, maxNorm: number): { grads: tf.NamedTensorMap; norm: tf.Scalar } {
@@ -129,9 +130,11 @@ export async function train(c: TrainConfig, options: TrainOptions = {}): Promise
   }
   valSampler.close();
 
-  const optimizer = tf.train.adam(c.optim.lr, c.optim.beta1, c.optim.beta2, 1e-8);
+  const optimizer = new Adam({ beta1: c.optim.beta1, beta2: c.optim.beta2 });
   const vars = model.variables();
-  const trainable = [...vars.entries()].filter(([, v]) => v.trainable);
+  const trainable = new Map([...vars].filter(([, v]) => v.trainable));
+  // tf.variableGrads keys gradients by the engine's variable name; map them back to parameter paths.
+  const pathOf = new Map([...trainable].map(([k, v]) => [v.name, k]));
   const progress =
     options.progressStream === null
       ? undefined
@@ -182,12 +185,13 @@ export async function train(c: TrainConfig, options: TrainOptions = {}): Promise
   const checkpoint = async (step: number): Promise<void> => {
     const tensors = new Map<string, tf.Tensor>();
     for (const [k, v] of vars) tensors.set(`model/${k}`, v);
-    for (const w of await optimizer.getWeights()) tensors.set(`optimizer/${w.name}`, w.tensor);
+    const opt = optimizer.state();
+    for (const [k, t] of opt.tensors) tensors.set(`optimizer/${k}`, t);
     await saveCheckpoint(ckptDir, {
       step,
       config: c,
       tensors,
-      state: { sampler: sampler.state(), backend: backend.name },
+      state: { sampler: sampler.state(), optimizerSteps: opt.steps, backend: backend.name },
     });
     lastCheckpoint = ckptDir;
   };
@@ -196,7 +200,7 @@ export async function train(c: TrainConfig, options: TrainOptions = {}): Promise
     const patches = [];
     for (let j = 0; j < c.batch; j++) patches.push(await sampler.next());
     const batch = patchBatch(patches, c.model.patch);
-    optimizer.learningRate = learningRate(c.optim, step, c.steps);
+    const lr = learningRate(c.optim, step, c.steps);
 
     const { parts, gradNorm } = tf.tidy(() => {
       let partsInner: Record<string, tf.Scalar> = {};
@@ -205,9 +209,11 @@ export async function train(c: TrainConfig, options: TrainOptions = {}): Promise
         const l = model.loss(f, batch.ink);
         partsInner = Object.fromEntries(Object.entries(l).map(([k, v]) => [k, tf.keep(v)]));
         return l.total;
-      }, trainable.map(([, v]) => v));
+      }, [...trainable.values()]);
       const clipped = globalNormClip(grads, c.optim.clipNorm);
-      optimizer.applyGradients(clipped.grads);
+      const byPath = new Map<string, tf.Tensor>();
+      for (const [name, g] of Object.entries(clipped.grads)) byPath.set(pathOf.get(name) ?? name, g);
+      optimizer.apply(trainable, byPath, lr);
       tf.keep(value);
       return { parts: partsInner, gradNorm: tf.keep(clipped.norm) };
     });
@@ -215,7 +221,7 @@ export async function train(c: TrainConfig, options: TrainOptions = {}): Promise
 
     const logNow = (step + 1) % c.logEvery === 0 || step === 0 || step === c.steps - 1;
     if (logNow) {
-      const rec: MetricsRecord = { step: step + 1, split: 'train', lr: optimizer.learningRate as number };
+      const rec: MetricsRecord = { step: step + 1, split: 'train', lr };
       for (const [k, v] of Object.entries(parts)) {
         const val = (await v.data())[0] as number;
         if (!Number.isFinite(val)) throw new NonFiniteLossError(step + 1, k, val, lastCheckpoint);

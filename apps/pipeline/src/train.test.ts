@@ -1,0 +1,145 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { makeRng, tf, useBackend } from '@goe/tf';
+import { openVolume } from '@goe/scroll-io';
+import { resolvePhantomConfig, writePhantom } from '@goe/phantom';
+import { existsSync, mkdtempSync, readFileSync, readdirSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import sharp from 'sharp';
+import { assignVariables, loadCheckpoint } from './checkpoint.js';
+import { resolveTrainConfig, type DeepPartial, type TrainConfig } from './config.js';
+import { InkModel, normaliseIntensity } from './model.js';
+import { segment } from './segment.js';
+import { train, type TrainResult } from './train.js';
+
+/** Small enough for CI: 8x32x32 patches of a 24x64x64 phantom. */
+function small(out: string, over: DeepPartial<TrainConfig> = {}): TrainConfig {
+  return resolveTrainConfig({
+    steps: 40,
+    batch: 4,
+    seed: 3,
+    backend: 'wasm',
+    out,
+    logEvery: 1,
+    validateEvery: 0,
+    checkpointEvery: 0,
+    validationPatches: 4,
+    data: { phantomShape: [24, 64, 64], validationFraction: 1 / 3 },
+    model: { patch: [8, 32, 32], width: 16, auxWidth: 8 },
+    optim: { lr: 5e-3, warmupSteps: 5 },
+    ...over,
+  });
+}
+
+let run: TrainResult;
+const root = mkdtempSync(join(tmpdir(), 'goe-train-'));
+
+beforeAll(async () => {
+  run = await train(small(join(root, 'run')), { progressStream: null });
+});
+
+afterAll(async () => {
+  await useBackend('cpu');
+});
+
+describe('goe train', () => {
+  it('the loss falls clearly on a short run', () => {
+    const losses = run.history.map((r) => r['total'] as number);
+    expect(losses).toHaveLength(40);
+    for (const l of losses) expect(Number.isFinite(l)).toBe(true);
+    const head = losses.slice(0, 5).reduce((a, b) => a + b) / 5;
+    const tail = losses.slice(-5).reduce((a, b) => a + b) / 5;
+    expect(tail).toBeLessThan(0.8 * head);
+  });
+
+  it('writes the run folder: checkpoint, metrics.jsonl, loss.png, config', async () => {
+    const dir = run.runDir;
+    expect(readdirSync(dir).sort()).toEqual(['checkpoint', 'config.json', 'data', 'loss.png', 'metrics.jsonl']);
+    const lines = readFileSync(join(dir, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+    const trainLines = lines.filter((l) => l['split'] === 'train');
+    const valLines = lines.filter((l) => l['split'] === 'val');
+    expect(trainLines.map((l) => l['step'])).toEqual(Array.from({ length: 40 }, (_, i) => i + 1));
+    expect(trainLines[0]).toHaveProperty('bce');
+    expect(trainLines[0]).toHaveProperty('dice');
+    expect(trainLines[0]).toHaveProperty('router');
+    expect(valLines).toHaveLength(1);
+    const f05 = valLines[0]?.['f05'] as number;
+    expect(f05).toBeGreaterThanOrEqual(0);
+    expect(f05).toBeLessThanOrEqual(1);
+    const meta = await sharp(join(dir, 'loss.png')).metadata();
+    expect([meta.format, meta.width, meta.height]).toEqual(['png', 800, 450]);
+    const ckpt = await loadCheckpoint(run.checkpoint);
+    expect(ckpt.manifest.step).toBe(40);
+    expect(ckpt.manifest.config).toEqual(JSON.parse(readFileSync(join(dir, 'config.json'), 'utf8')));
+    expect([...ckpt.values.keys()].some((k) => k.startsWith('optimizer/'))).toBe(true);
+  });
+
+  it('the same seed gives the same loss curve on cpu and wasm', async () => {
+    const curves: number[][] = [];
+    for (const backend of ['cpu', 'wasm']) {
+      const r = await train(
+        small(join(root, `det-${backend}`), {
+          steps: 4,
+          backend,
+          validationPatches: 1,
+          batch: 2,
+          model: { patch: [8, 16, 16], width: 16, auxWidth: 8 },
+        }),
+        { progressStream: null },
+      );
+      curves.push(r.history.map((h) => h['total'] as number));
+    }
+    const [cpu, wasm] = curves as [number[], number[]];
+    expect(cpu).toHaveLength(4);
+    cpu.forEach((l, i) => expect(Math.abs(l - wasm[i]!)).toBeLessThan(1e-4 * Math.max(1, Math.abs(l))));
+  });
+});
+
+describe('goe segment', () => {
+  it('writes an ink-probability volume tile by tile that equals the model applied directly', async () => {
+    // A volume whose size is not a multiple of the patch, so edge tiles are exercised.
+    const synth = await writePhantom(join(root, 'vol'), resolvePhantomConfig({ shape: [12, 40, 36], seed: 9, preset: 'easy' }));
+    const out = join(root, 'pred.zarr');
+    const r = await segment({ checkpoint: run.runDir, volume: synth.image, out, backend: 'wasm', progressStream: null });
+    expect(r.shape).toEqual([12, 40, 36]);
+    expect(r.tiles).toBe(2 * 2 * 2);
+    const pred = await openVolume(out);
+    expect(pred.dtype).toBe('uint8');
+    expect(pred.shape).toEqual([12, 40, 36]);
+
+    // Independent path: load the checkpoint into a fresh model, run one edge tile, compare.
+    const ckpt = await loadCheckpoint(join(run.runDir, 'checkpoint'));
+    const config = resolveTrainConfig(ckpt.manifest.config as Record<string, unknown>);
+    const model = new InkModel(config.model, makeRng(config.seed));
+    assignVariables(ckpt, new Map([...model.variables()].map(([k, v]) => [`model/${k}`, v])), 'test');
+    const origin = [8, 32, 32];
+    const src = await openVolume(synth.image);
+    const tile = await src.read({ offset: origin, shape: [8, 32, 32] });
+    const x = Float32Array.from(tile.data as Uint8Array, (v) => normaliseIntensity(v));
+    const prob = tf.tidy(() => tf.sigmoid(model.forward(tf.tensor5d(x, [1, 8, 32, 32, 1]), { training: false }).logits));
+    const p = (await prob.data()) as Float32Array;
+    prob.dispose();
+    model.dispose();
+    const got = await pred.read({ offset: origin, shape: [4, 8, 4] });
+    let k = 0;
+    let maxDiff = 0;
+    for (let z = 0; z < 4; z++)
+      for (let y = 0; y < 8; y++)
+        for (let xx = 0; xx < 4; xx++) {
+          const want = Math.round(p[(z * 32 + y) * 32 + xx]! * 255);
+          maxDiff = Math.max(maxDiff, Math.abs((got.data[k++] as number) - want));
+        }
+    expect(maxDiff).toBeLessThanOrEqual(1);
+    // The model's output varies over the tile: the comparison is not between two constant images.
+    expect(Math.max(...got.data) - Math.min(...got.data)).toBeGreaterThan(0);
+  });
+
+  it('a missing volume fails with the path named and leaves no output behind', async () => {
+    const out = join(root, 'never.zarr');
+    await expect(
+      segment({ checkpoint: run.runDir, volume: join(root, 'nope.zarr'), out, backend: 'wasm', progressStream: null }),
+    ).rejects.toThrow(/nope\.zarr/);
+    expect(existsSync(out)).toBe(false);
+    expect(readdirSync(root).filter((f) => f.startsWith('never'))).toEqual([]);
+  });
+});
