@@ -3,8 +3,6 @@
  * with GOE_BENCH=1 (it is a measurement, not a check): `GOE_BENCH=1 npx vitest run src/bench.test.ts`.
  */
 import { backendsUnderTest, makeRng, tf, useBackend, type BackendName } from '@goe/tf';
-// tfjs-core's node bundle registers no gradients; register the standard ones (after @goe/tf).
-import '@tensorflow/tfjs-core/dist/register_all_gradients.js';
 import { describe, expect, it } from 'vitest';
 import { resolveGoeConfig, type DispatchMode } from './config.js';
 import { GoeLayer } from './layer.js';

@@ -1,13 +1,10 @@
-import { backendsUnderTest, expectNoLeak, makeRng, maxAbsDiff, tf, useBackend, type BackendName } from '@goe/tf';
-// tfjs-core's node bundle registers no gradients; register the standard ones for these tests (after
-// @goe/tf, so that the engine and its Tensor class come from the bundle @goe/tf loads).
-import '@tensorflow/tfjs-core/dist/register_all_gradients.js';
+import { Adam, backendsUnderTest, expectNoLeak, makeRng, maxAbsDiff, tf, useBackend, type BackendName } from '@goe/tf';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { resolveGoeConfig, type GoeConfigInput } from './config.js';
 import { GoeLayer, disposeGoeOutput, readGoeStats } from './layer.js';
 import { goeReference, swigluReference, type HostArray } from './reference.js';
 import type { GoeRouter } from './routers.js';
-import { copyWeights, hostWeights, normals } from './test-utils.js';
+import { adamStep, copyWeights, hostWeights, normals } from './test-utils.js';
 
 const BACKENDS = (await backendsUnderTest()).filter((b): b is BackendName => b === 'cpu' || b === 'wasm');
 
@@ -341,19 +338,22 @@ describe.each(BACKENDS)('GoeLayer on %s', (backend) => {
     await expectNoLeak(async () => {
       for (let i = 0; i < 3; i++) disposeGoeOutput(layer.apply({ tokens, aux }, { training: true }));
     }, 'apply');
-    const opt = tf.train.adam(1e-3);
-    const step = (): void => {
-      const cost = opt.minimize(() => {
-        const out = layer.apply({ tokens, aux }, { training: true });
-        return tf.add(tf.mean(tf.square(out.tokens)), out.losses.total) as tf.Scalar;
-      }, true);
-      cost?.dispose();
-    };
+    const adam = new Adam();
+    const step = (): void =>
+      adamStep(
+        layer,
+        adam,
+        () => {
+          const out = layer.apply({ tokens, aux }, { training: true });
+          return tf.add(tf.mean(tf.square(out.tokens)), out.losses.total) as tf.Scalar;
+        },
+        1e-3,
+      );
     step(); // Adam creates its moment tensors on the first step
     await expectNoLeak(() => {
       for (let i = 0; i < 3; i++) step();
     }, 'train step');
-    opt.dispose();
+    adam.dispose();
     tf.dispose([tokens, aux]);
     layer.dispose();
   });

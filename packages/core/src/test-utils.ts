@@ -2,7 +2,7 @@
  * Helpers shared by this package's tests (not exported from the package): host copies of weights,
  * seeded inputs, weight copies.
  */
-import { makeRng } from '@goe/tf';
+import { makeRng, tf, type Adam, type Module } from '@goe/tf';
 import type { GoeLayer } from './layer.js';
 import type { HostArray } from './reference.js';
 
@@ -30,3 +30,16 @@ export function copyWeights(from: GoeLayer, to: GoeLayer): void {
   }
 }
 
+
+/**
+ * One Adam step on every trainable variable of `module` (@goe/tf's Adam: state keyed by parameter
+ * name, so an expert that got no token this step is skipped rather than misaligning the moments).
+ */
+export function adamStep(module: Module, adam: Adam, loss: () => tf.Scalar, lr: number): void {
+  const params = new Map([...module.variables()].filter(([, v]) => v.trainable));
+  const byId = new Map([...params].map(([name, v]) => [v.name, name]));
+  const { value, grads } = tf.variableGrads(loss, [...params.values()]);
+  const named = new Map(Object.entries(grads).map(([id, g]) => [byId.get(id) as string, g]));
+  adam.apply(params, named, lr);
+  tf.dispose([value, ...Object.values(grads)]);
+}

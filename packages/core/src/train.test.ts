@@ -1,9 +1,8 @@
-import { backendsUnderTest, makeRng, tf, useBackend, type BackendName, type Rng } from '@goe/tf';
-// tfjs-core's node bundle registers no gradients; register the standard ones (after @goe/tf).
-import '@tensorflow/tfjs-core/dist/register_all_gradients.js';
+import { Adam, backendsUnderTest, makeRng, tf, useBackend, type BackendName, type Rng } from '@goe/tf';
 import { describe, expect, it } from 'vitest';
 import { resolveGoeConfig } from './config.js';
 import { GoeLayer, disposeGoeOutput } from './layer.js';
+import { adamStep } from './test-utils.js';
 
 const BACKENDS = (await backendsUnderTest()).filter((b): b is BackendName => b === 'cpu' || b === 'wasm');
 
@@ -52,15 +51,19 @@ describe.each(BACKENDS)('GoE training on %s', (backend) => {
       return out;
     };
     const before = await evalLoss();
-    const opt = tf.train.adam(1e-2);
+    const adam = new Adam();
     const rng = makeRng(1);
     for (let step = 0; step < 100; step++) {
       const { x, y } = sample(rng, 4, 32);
-      const cost = opt.minimize(() => {
-        const out = layer.apply({ tokens: x }, { training: true });
-        return tf.add(tf.mean(tf.square(tf.sub(out.tokens, y))), out.losses.total) as tf.Scalar;
-      }, true);
-      cost?.dispose();
+      adamStep(
+        layer,
+        adam,
+        () => {
+          const out = layer.apply({ tokens: x }, { training: true });
+          return tf.add(tf.mean(tf.square(tf.sub(out.tokens, y))), out.losses.total) as tf.Scalar;
+        },
+        1e-2,
+      );
       tf.dispose([x, y]);
     }
     const after = await evalLoss();
@@ -83,7 +86,7 @@ describe.each(BACKENDS)('GoE training on %s', (backend) => {
     }
     expect(agree / CLUSTERS).toBeGreaterThan(0.8);
     disposeGoeOutput(out);
-    opt.dispose();
+    adam.dispose();
     tf.dispose([held.x, held.y]);
     layer.dispose();
     console.log(`${backend}: held-out loss ${before.toFixed(3)} -> ${after.toFixed(4)}, cluster routing agreement ${(agree / CLUSTERS).toFixed(3)}`);
