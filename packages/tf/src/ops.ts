@@ -155,7 +155,7 @@ export function preferredPatchMethod(backend: string = tf.getBackend()): 'gather
 /** Measured winners (bench/bench.ts, `patchify` rows). */
 const PATCH_PREFERENCE: Record<string, 'gather' | 'transpose'> = {
   cpu: 'gather',
-  wasm: 'gather',
+  wasm: 'transpose',
   webgpu: 'gather',
   tensorflow: 'transpose',
 };
@@ -587,7 +587,7 @@ const WEBGPU_MAX_BUFFER_BYTES = 128 * 1024 * 1024;
  * table). wasm's native conv3d has wrong input gradients (FACTS.md), so it is never chosen there.
  */
 const CONV_PREFERENCE: Record<string, { general: Exclude<Conv3dMethod, 'auto'>; tiled: Exclude<Conv3dMethod, 'auto'> }> = {
-  cpu: { general: 'native', tiled: 'patch' },
+  cpu: { general: 'native', tiled: 'native' },
   wasm: { general: 'slices', tiled: 'patch' },
   webgpu: { general: 'gather', tiled: 'patch' },
   tensorflow: { general: 'native', tiled: 'native' },
