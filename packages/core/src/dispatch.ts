@@ -12,7 +12,7 @@
  */
 import { tf } from '@goe/tf';
 import type { Expert } from './experts.js';
-import { slotOneHot } from './ops.js';
+import { slotOneHots } from './ops.js';
 
 /**
  * Rows of `x` at `idx`, where no row is taken twice, with the gradient computed as a gather too
@@ -47,10 +47,16 @@ function copyRows(src: Float32Array, w: number, rows: Int32Array): Float32Array 
   return out;
 }
 
-/** Inverse of an injective index list: `inv[idx[p]] = p`, every other entry `idx.length`. */
+/**
+ * Inverse of an index list into n rows, injective over its entries < n: `inv[idx[p]] = p`; rows not
+ * taken get `idx.length` (past the end: a zero row). Entries >= n are skipped.
+ */
 function inverse(idx: Int32Array, n: number): Int32Array {
   const inv = new Int32Array(n).fill(idx.length);
-  for (let p = 0; p < idx.length; p++) inv[idx[p] as number] = p;
+  for (let p = 0; p < idx.length; p++) {
+    const r = idx[p] as number;
+    if (r < n) inv[r] = p;
+  }
   return inv;
 }
 
@@ -64,13 +70,13 @@ export interface DispatchCount {
  * @param experts the M experts
  * @param x `[R, de]` expert inputs (`W_p r`)
  * @param ids `[R, s]` int32 chosen expert per slot, −1 = no expert (the slot stays zero)
- * @returns out `[R, s, de]` with `out[i, j] = f_{ids[i,j]}(x_i)`, and per-expert row counts
+ * @returns out: one `[R, de]` per slot j with `out[j][i] = f_{ids[i,j]}(x_i)`; per-expert row counts
  */
 export function dispatchExact(
   experts: readonly Expert[],
   x: tf.Tensor2D,
   ids: tf.Tensor2D,
-): { out: tf.Tensor3D; count: DispatchCount } {
+): { out: tf.Tensor2D[]; count: DispatchCount } {
   const [rows, slots] = ids.shape;
   const de = x.shape[1];
   const m = experts.length;
@@ -100,7 +106,7 @@ export function dispatchExact(
     fill[e] = n + 1;
   }
   const out = tf.tidy(() => {
-    if (total === 0) return tf.zeros([rows, slots, de]) as tf.Tensor3D;
+    if (total === 0) return Array.from({ length: slots }, () => tf.zeros([rows, de]) as tf.Tensor2D);
     const parts: tf.Tensor2D[] = [];
     for (let e = 0; e < m; e++) {
       if ((counts[e] as number) === 0) continue;
@@ -109,12 +115,14 @@ export function dispatchExact(
       parts.push((experts[e] as Expert).apply(xe)); // [n_e, de]
     }
     const y = (parts.length === 1 ? parts[0] : tf.concat(parts, 0)) as tf.Tensor2D; // [total, de]
-    // Every expert output row goes to exactly one slot; unused slots read index `total`, past the end
-    // of y, which gives a zero row.
-    const inv = new Int32Array(total).fill(rows * slots);
-    for (let q = 0; q < slotSrc.length; q++) if ((slotSrc[q] as number) < total) inv[slotSrc[q] as number] = q;
-    const bySlot = gatherRows(y, slotSrc, inv); // [R*s, de]
-    return tf.reshape(bySlot, [rows, slots, de]) as tf.Tensor3D; // [R, s, de]
+    // Slot j of row i reads row slotSrc[i·s + j] of y; unused slots read `total`, past the end of y,
+    // which gives a zero row. Every row of y belongs to exactly one slot, so each slot's gather is
+    // injective and the gradients of the s gathers add up to y's.
+    return Array.from({ length: slots }, (_, j) => {
+      const src = new Int32Array(rows);
+      for (let i = 0; i < rows; i++) src[i] = slotSrc[i * slots + j] as number;
+      return gatherRows(y, src, inverse(src, total)); // [R, de]
+    });
   });
   return { out, count: { rowsPerExpert: counts } };
 }
@@ -122,23 +130,16 @@ export function dispatchExact(
 /**
  * Same contract as `dispatchExact`, computed densely: every expert on every row, then a one-hot
  * selection per slot. No read-back and no gather; cost ∝ M.
- * @param x `[R, de]` @param ids `[R, s]` int32 @returns `[R, s, de]`
+ * @param x `[R, de]` @param ids `[R, s]` int32 @returns one `[R, de]` per slot
  */
-export function dispatchDense(experts: readonly Expert[], x: tf.Tensor2D, ids: tf.Tensor2D): tf.Tensor3D {
+export function dispatchDense(experts: readonly Expert[], x: tf.Tensor2D, ids: tf.Tensor2D): tf.Tensor2D[] {
   return tf.tidy(() => {
-    const [rows, slots] = ids.shape;
-    const de = x.shape[1];
-    const ys = tf.stack(
-      experts.map((e) => e.apply(x)),
-      1,
-    ) as tf.Tensor3D; // [R, M, de]
-    const oh = slotOneHot(ids, experts.length); // [R, s, M]
-    // out[i, j] = Σ_m oh[i, j, m] · ys[i, m]: one slot at a time keeps every op at rank 3.
-    const outs: tf.Tensor2D[] = [];
-    for (let j = 0; j < slots; j++) {
-      const ohj = tf.reshape(tf.slice(oh, [0, j, 0], [rows, 1, experts.length]), [rows, experts.length, 1]); // [R, M, 1]
-      outs.push(tf.sum(tf.mul(ohj, ys), 1) as tf.Tensor2D); // [R, de]
-    }
-    return tf.reshape(tf.stack(outs, 1), [rows, slots, de]) as tf.Tensor3D; // [R, s, de]
+    const rows = ids.shape[0];
+    const ys = experts.map((e) => e.apply(x)); // M × [R, de]
+    // out[j] = Σ_m oh_j[:, m] · ys[m], all at rank 2.
+    return slotOneHots(ids, experts.length).map((oh) => {
+      const terms = ys.map((y, m) => tf.mul(tf.slice(oh, [0, m], [rows, 1]), y)); // M × [R, de]
+      return (terms.length === 1 ? terms[0] : tf.addN(terms)) as tf.Tensor2D;
+    });
   });
 }

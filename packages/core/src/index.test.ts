@@ -32,7 +32,7 @@ describe('@goe/core public API', () => {
         'resolveGoeConfig',
         'routerRegistry',
         'selectionMask',
-        'slotOneHot',
+        'slotOneHots',
         'toFloat32',
         'topKIds',
       ].sort(),

@@ -28,7 +28,7 @@ export {
 } from './routers.js';
 export { dispatchDense, dispatchExact, type DispatchCount } from './dispatch.js';
 export { cycleRegularisers, type CycleRegularisers } from './losses.js';
-export { canReadSync, detached, selectionMask, slotOneHot, toFloat32, topKIds } from './ops.js';
+export { canReadSync, detached, selectionMask, slotOneHots, toFloat32, topKIds } from './ops.js';
 export {
   GoeLayer,
   disposeGoeOutput,

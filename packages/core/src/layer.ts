@@ -23,7 +23,7 @@ import { GoeConfigError, GoeInputError } from './errors.js';
 import { expertRegistry, type Expert } from './experts.js';
 import { graphRegistry, type ExpertGraph } from './graph.js';
 import { cycleRegularisers } from './losses.js';
-import { canReadSync, detached, selectionMask, slotOneHot, toFloat32 } from './ops.js';
+import { canReadSync, detached, selectionMask, slotOneHots, toFloat32 } from './ops.js';
 import { routerRegistry, type Router } from './routers.js';
 
 /** Input of `GoeLayer.apply`. */
@@ -202,28 +202,23 @@ export class GoeLayer extends Module {
 
   /**
    * Messages from the experts a token visited last cycle (draft §3.1.4):
-   * `msg[i, j] = Σ_l A[prev[i,l], cur[i,j]] · W_c h^{k−1}[i, l]`.
-   * @param hPrev `[R, s', de]` @param idsPrev `[R, s']` @param idsCur `[R, s]` @param adjacency `[M, M]`
-   * @returns `[R, s, de]`
+   * `msg[j][i] = Σ_l A[prev[i,l], cur[i,j]] · W_c h^{k−1}[l][i]`. Per-slot rank-2 tensors throughout.
+   * @param hPrev s' × `[R, de]` @param idsPrev `[R, s']` @param idsCur `[R, s]` @param adjacency `[M, M]`
+   * @returns s × `[R, de]`
    */
-  private messages(hPrev: tf.Tensor3D, idsPrev: tf.Tensor2D, idsCur: tf.Tensor2D, adjacency: tf.Tensor2D): tf.Tensor3D {
+  private messages(hPrev: tf.Tensor2D[], idsPrev: tf.Tensor2D, idsCur: tf.Tensor2D, adjacency: tf.Tensor2D): tf.Tensor2D[] {
     return tf.tidy(() => {
       const wc = this.wc as Linear;
       const m = this.config.experts;
-      const [rows, sPrev] = idsPrev.shape;
-      const sCur = idsCur.shape[1];
-      const de = hPrev.shape[2];
-      const ohPrev = tf.reshape(slotOneHot(idsPrev, m), [rows * sPrev, m]); // [R*s', M]
-      const aRows = tf.reshape(tf.matMul(ohPrev, adjacency), [rows, sPrev, m]); // [R, s', M]: A[prev[i,l], :]
-      const ohCur = slotOneHot(idsCur, m); // [R, s, M]
-      const hc = wc.apply(hPrev); // [R, s', de]
-      const out: tf.Tensor2D[] = [];
-      for (let j = 0; j < sCur; j++) {
-        const cj = tf.reshape(tf.slice(ohCur, [0, j, 0], [rows, 1, m]), [rows, 1, m]); // [R, 1, M]
-        const coef = tf.sum(tf.mul(aRows, cj), -1, true); // [R, s', 1]: A[prev[i,l], cur[i,j]]
-        out.push(tf.sum(tf.mul(coef, hc), 1) as tf.Tensor2D); // [R, de]
-      }
-      return tf.reshape(tf.stack(out, 1), [rows, sCur, de]) as tf.Tensor3D; // [R, s, de]
+      const aRows = slotOneHots(idsPrev, m).map((oh) => tf.matMul(oh, adjacency)); // s' × [R, M]: A[prev[i,l], :]
+      const hc = hPrev.map((h) => wc.apply(h)); // s' × [R, de]
+      return slotOneHots(idsCur, m).map((ohj) => {
+        const terms = aRows.map((al, l) => {
+          const coef = tf.sum(tf.mul(al, ohj), -1, true); // [R, 1]: A[prev[i,l], cur[i,j]]
+          return tf.mul(coef, hc[l] as tf.Tensor2D); // [R, de]
+        });
+        return (terms.length === 1 ? terms[0] : tf.addN(terms)) as tf.Tensor2D;
+      });
     });
   }
 
@@ -249,7 +244,7 @@ export class GoeLayer extends Module {
 
       let active = tf.ones([rows, 1]) as tf.Tensor2D; // 1 = still refining
       let uPrev: tf.Tensor2D | null = null;
-      let hPrev: tf.Tensor3D | null = null;
+      let hPrev: tf.Tensor2D[] | null = null;
       let idsPrev: tf.Tensor2D | null = null;
       let qPrev: tf.Tensor2D | null = null;
       const ids: tf.Tensor2D[] = [];
@@ -289,10 +284,13 @@ export class GoeLayer extends Module {
         this.graph.observe(idsK, training);
 
         const x = this.wp.apply(r) as tf.Tensor2D; // [R, de], expert input W_p r
-        const fOut = mode === 'exact' ? dispatchExact(this.experts, x, idsK).out : dispatchDense(this.experts, x, idsK); // [R, s, de]
-        const h: tf.Tensor3D = hPrev && idsPrev && this.wc ? (tf.add(fOut, this.messages(hPrev, idsPrev, idsK, adjacency)) as tf.Tensor3D) : fOut;
+        const fOut = mode === 'exact' ? dispatchExact(this.experts, x, idsK).out : dispatchDense(this.experts, x, idsK); // s × [R, de]
+        const msgs = hPrev && idsPrev && this.wc ? this.messages(hPrev, idsPrev, idsK, adjacency) : null;
+        const h: tf.Tensor2D[] = msgs ? fOut.map((f, j) => tf.add(f, msgs[j] as tf.Tensor2D) as tf.Tensor2D) : fOut;
         const g = tf.mul(routed.gates, active) as tf.Tensor2D; // [R, s], 0 for halted tokens
-        const mix = tf.sum(tf.mul(tf.expandDims(g, 2), h), 1) as tf.Tensor2D; // [R, de]: Σ_m g_m h_m
+        // Σ_m g_m h_m, slot by slot at rank 2.
+        const terms = h.map((hj, j) => tf.mul(tf.slice(g, [0, j], [rows, 1]), hj)); // s × [R, de]
+        const mix = (terms.length === 1 ? terms[0] : tf.addN(terms)) as tf.Tensor2D; // [R, de]
         t = tf.add(t, this.wo.apply(mix)) as tf.Tensor2D; // t ← t + W_o Σ_m g_m h_m (W_o is linear, no bias)
 
         const mask = selectionMask(idsK, c.experts); // [R, M]

@@ -35,19 +35,26 @@ export function topKIds(scores: tf.Tensor2D, k: number): tf.Tensor2D {
 }
 
 /**
- * One-hot of slot ids as float, −1 giving an all-zero row.
- * @param ids `[R, s]` int32 @returns `[R, s, M]` float32
+ * One-hot of each slot's expert id as float, −1 giving an all-zero row. One `[R, M]` tensor per slot:
+ * the layer keeps per-slot tensors at rank 2 because reductions over a middle axis are slow to
+ * differentiate (their gradient broadcasts back with Tile, ~25 ms for `[1024, 2, 64]` on wasm).
+ * @param ids `[R, s]` int32 @returns s tensors `[R, M]` float32
  */
-export function slotOneHot(ids: tf.Tensor2D, experts: number): tf.Tensor3D {
+export function slotOneHots(ids: tf.Tensor2D, experts: number): tf.Tensor2D[] {
   return tf.tidy(() => {
     const [rows, slots] = ids.shape;
     // tf.oneHot needs depth >= 2; a one-expert layer takes column 0 of a depth-2 one-hot. It is built
-    // as int32 and cast: the wasm backend's oneHot with dtype float32 writes the int bit patterns
-    // (1 -> 1.4e-45), silently.
+    // as int32 and converted: the wasm backend's oneHot with dtype float32 writes the int bit
+    // patterns (1 -> 1.4e-45), silently.
     const depth = Math.max(experts, 2);
-    let oh = toFloat32(tf.oneHot(tf.reshape(ids, [-1]) as tf.Tensor1D, depth)); // [R*s, depth]
-    if (depth !== experts) oh = tf.slice(oh, [0, 0], [rows * slots, experts]); // [R*s, M]
-    return tf.reshape(oh, [rows, slots, experts]) as tf.Tensor3D; // [R, s, M]
+    const out: tf.Tensor2D[] = [];
+    for (let j = 0; j < slots; j++) {
+      const col = tf.reshape(tf.slice(ids, [0, j], [rows, 1]), [rows]) as tf.Tensor1D; // [R]
+      let oh = toFloat32(tf.oneHot(col, depth)) as tf.Tensor2D; // [R, depth]
+      if (depth !== experts) oh = tf.slice(oh, [0, 0], [rows, experts]); // [R, M]
+      out.push(oh);
+    }
+    return out;
   });
 }
 
@@ -56,7 +63,10 @@ export function slotOneHot(ids: tf.Tensor2D, experts: number): tf.Tensor3D {
  * @param ids `[R, s]` int32 (−1 = none) @returns `[R, M]` float32 0/1 (or counts if an id repeats)
  */
 export function selectionMask(ids: tf.Tensor2D, experts: number): tf.Tensor2D {
-  return tf.tidy(() => tf.sum(slotOneHot(ids, experts), 1) as tf.Tensor2D); // [R, M]
+  return tf.tidy(() => {
+    const ohs = slotOneHots(ids, experts);
+    return (ohs.length === 1 ? ohs[0] : tf.addN(ohs)) as tf.Tensor2D; // [R, M]
+  });
 }
 
 /**

@@ -5,7 +5,7 @@
  */
 import { Linear, Module, makeRng, tf, type Rng } from '@goe/tf';
 import type { GoeConfig } from './config.js';
-import { slotOneHot, topKIds } from './ops.js';
+import { slotOneHots, topKIds } from './ops.js';
 import { Registry } from './registry.js';
 
 /** What a router sees in one refinement cycle. */
@@ -60,12 +60,13 @@ export function gatesFromSelection(
 ): { gates: tf.Tensor2D; gateDist: tf.Tensor2D } {
   return tf.tidy(() => {
     const experts = probs.shape[1];
-    const oh = slotOneHot(ids, experts); // [R, s, M], no gradient through ids
-    const mask = tf.sum(oh, 1); // [R, M]
+    const ohs = slotOneHots(ids, experts); // s × [R, M], no gradient through ids
+    const mask = ohs.length === 1 ? ohs[0]! : tf.addN(ohs); // [R, M]
     const kept = tf.mul(probs, mask); // [R, M]
     // The 1e-30 only guards rows whose every kept probability underflowed; it does not move a gate.
     const gateDist = (renormalize ? tf.div(kept, tf.add(tf.sum(kept, -1, true), 1e-30)) : kept) as tf.Tensor2D;
-    const gates = tf.sum(tf.mul(oh, tf.expandDims(gateDist, 1)), -1) as tf.Tensor2D; // [R, s]
+    const perSlot = ohs.map((oh) => tf.sum(tf.mul(oh, gateDist), -1, true)); // s × [R, 1]
+    const gates = (perSlot.length === 1 ? perSlot[0] : tf.concat(perSlot, 1)) as tf.Tensor2D; // [R, s]
     return { gates, gateDist };
   });
 }
