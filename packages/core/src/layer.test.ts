@@ -246,6 +246,61 @@ describe.each(BACKENDS)('GoeLayer on %s', (backend) => {
     [base, layer].forEach((l) => l.dispose());
   });
 
+  it('padding tokens change neither routing nor the other tokens, and stay out of losses and stats', async () => {
+    const layer = layerOf({ ...SMALL, haltEps: 0.02 });
+    randomGraph(layer);
+    const { t, a } = inputs(43);
+    const P = 8; // padding positions appended to every sequence
+    const tp = new Float32Array(B * (N + P) * D);
+    const ap = new Float32Array(B * (N + P) * DA);
+    const pad = normals(B * P * (D + DA), 44, 3);
+    const mask = new Float32Array(B * (N + P));
+    for (let b = 0; b < B; b++) {
+      tp.set(t.subarray(b * N * D, (b + 1) * N * D), b * (N + P) * D);
+      ap.set(a.subarray(b * N * DA, (b + 1) * N * DA), b * (N + P) * DA);
+      tp.set(pad.subarray(b * P * D, (b + 1) * P * D), (b * (N + P) + N) * D);
+      ap.set(pad.subarray(B * P * D + b * P * DA, B * P * D + (b + 1) * P * DA), (b * (N + P) + N) * DA);
+      mask.fill(1, b * (N + P), b * (N + P) + N);
+    }
+    const x = { tokens: tf.tensor3d(t, [B, N, D]), aux: tf.tensor3d(a, [B, N, DA]) };
+    const xp = { tokens: tf.tensor3d(tp, [B, N + P, D]), aux: tf.tensor3d(ap, [B, N + P, DA]) };
+    const m = tf.tensor2d(mask, [B, N + P]);
+    const o = layer.apply(x);
+    const op = layer.apply(xp, { mask: m });
+    const got = await op.tokens.data();
+    const ref = await o.tokens.data();
+    const ids = await op.provenance.experts.data();
+    const refIds = await o.provenance.experts.data();
+    const halted = await op.provenance.haltedAt.data();
+    for (let b = 0; b < B; b++) {
+      for (let i = 0; i < N + P; i++) {
+        const row = got.subarray((b * (N + P) + i) * D, (b * (N + P) + i + 1) * D);
+        if (i < N) {
+          expect(maxAbsDiff(row, ref.subarray((b * N + i) * D, (b * N + i + 1) * D))).toBeLessThan(1e-6);
+          for (let k = 0; k < 3; k++) {
+            for (let j = 0; j < 2; j++) expect(ids[((k * B + b) * (N + P) + i) * 2 + j]).toBe(refIds[((k * B + b) * N + i) * 2 + j]);
+          }
+        } else {
+          expect(maxAbsDiff(row, tp.subarray((b * (N + P) + i) * D, (b * (N + P) + i + 1) * D))).toBe(0); // untouched
+          expect(halted[b * (N + P) + i]).toBe(0);
+          for (let k = 0; k < 3; k++) expect(ids[((k * B + b) * (N + P) + i) * 2]).toBe(-1);
+        }
+      }
+    }
+    for (const key of ['total', 'balance', 'entropy', 'zLoss'] as const) {
+      expect((await op.losses[key].data())[0]).toBeCloseTo((await o.losses[key].data())[0]!, 5);
+    }
+    const [sp, s0] = [await readGoeStats(op.stats), await readGoeStats(o.stats)];
+    expect(sp.savedEvaluations).toBe(s0.savedEvaluations);
+    expect(sp.savedFraction).toBeCloseTo(s0.savedFraction, 6);
+    expect(sp.meanHaltCycle).toBeCloseTo(s0.meanHaltCycle, 6);
+    expect(maxAbsDiff(sp.load.flat(), s0.load.flat())).toBeLessThan(1e-6);
+    expect(maxAbsDiff(sp.activeFraction, s0.activeFraction)).toBeLessThan(1e-6);
+    [o, op].forEach(disposeGoeOutput);
+    tf.dispose([x.tokens, x.aux, xp.tokens, xp.aux, m]);
+    layer.dispose();
+  });
+
   it('every trainable variable gets a finite non-zero gradient (halt head only via its regulariser)', async () => {
     const { tokens, aux } = inputs(19);
     const target = tf.tensor3d(normals(R * D, 23), [B, N, D]);

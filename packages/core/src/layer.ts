@@ -37,6 +37,11 @@ export interface GoeLayerInput {
 export interface GoeApplyOptions {
   /** Training mode (router jitter for `topk`). Default false. */
   training?: boolean;
+  /**
+   * `[B, N]`, 1 for real tokens, 0 for padding. Padding tokens are never routed or updated, and stay
+   * out of the regularisers and statistics (haltedAt 0). Default: every token is real.
+   */
+  mask?: tf.Tensor2D;
 }
 
 /** Weighted regularisers (what enters `total`), each the mean over the cycles that had active tokens. */
@@ -69,13 +74,13 @@ export interface GoeStats {
   load: tf.Tensor2D;
   /** Mean router entropy over active tokens, `[K]`. */
   routerEntropy: tf.Tensor1D;
-  /** Share of tokens active in each cycle, `[K]`. */
+  /** Share of (real) tokens active in each cycle, `[K]`. */
   activeFraction: tf.Tensor1D;
-  /** Mean of `haltedAt` (scalar). */
+  /** Mean of `haltedAt` over real tokens (scalar). */
   meanHaltCycle: tf.Scalar;
   /** Expert evaluations done (token-slot pairs dispatched), scalar. */
   expertEvaluations: tf.Scalar;
-  /** Expert evaluations saved against running every token for all K cycles (R·K·s − done), scalar. */
+  /** Expert evaluations saved against running every real token for all K cycles (R·K·s − done), scalar. */
   savedEvaluations: tf.Scalar;
   /** `savedEvaluations / (R·K·s)`, scalar. */
   savedFraction: tf.Scalar;
@@ -176,9 +181,12 @@ export class GoeLayer extends Module {
     return this.router.slots;
   }
 
-  private check(input: GoeLayerInput): void {
+  private check(input: GoeLayerInput, mask: tf.Tensor | undefined): void {
     const { d, da } = this.config;
     const t = input.tokens;
+    if (mask && (mask.rank !== 2 || mask.shape[0] !== t.shape[0] || mask.shape[1] !== t.shape[1])) {
+      throw new GoeInputError('mask', `[${t.shape[0]}, ${t.shape[1]}]`, `[${mask.shape.join(', ')}]`);
+    }
     if (t.rank !== 3 || t.shape[2] !== d || t.dtype !== 'float32') {
       throw new GoeInputError('tokens', `float32 [B, N, ${d}]`, `${t.dtype} [${t.shape.join(', ')}]`);
     }
@@ -224,12 +232,12 @@ export class GoeLayer extends Module {
 
   /**
    * Runs the K refinement cycles.
-   * @param input tokens `[B, N, d]`, aux `[B, N, da]`
+   * @param input tokens `[B, N, d]`, aux `[B, N, da]`; `options.mask` `[B, N]` marks padding with 0
    * @returns tokens `[B, N, d]`, weighted losses, provenance (`[K, B, N, s]` ids/gates, `[B, N]` haltedAt)
    *   and stats; every tensor belongs to the caller (`disposeGoeOutput`).
    */
   apply(input: GoeLayerInput, options: GoeApplyOptions = {}): GoeOutput {
-    this.check(input);
+    this.check(input, options.mask);
     const training = options.training ?? false;
     const mode = this.dispatchMode();
     const c = this.config;
@@ -242,7 +250,9 @@ export class GoeLayer extends Module {
       const aux = c.da > 0 ? (tf.reshape(input.aux as tf.Tensor3D, [rows, c.da]) as tf.Tensor2D) : null; // [R, da]
       const adjacency = this.graph.adjacency(); // [M, M]
 
-      let active = tf.ones([rows, 1]) as tf.Tensor2D; // 1 = still refining
+      const real = options.mask ? (toFloat32(tf.reshape(options.mask, [rows, 1])) as tf.Tensor2D) : (tf.ones([rows, 1]) as tf.Tensor2D); // [R, 1]
+      const nReal = tf.maximum(tf.sum(real), 1);
+      let active = real; // 1 = still refining
       let uPrev: tf.Tensor2D | null = null;
       let hPrev: tf.Tensor2D[] | null = null;
       let idsPrev: tf.Tensor2D | null = null;
@@ -325,7 +335,7 @@ export class GoeLayer extends Module {
       const haltedAtF = tf.addN(actives); // [R, 1]: cycles each token was active
       const haltedAt = tf.reshape(tf.cast(haltedAtF, 'int32'), [batch, n]) as tf.Tensor2D; // [B, N]
       const evaluations = tf.addN(ids.map((i) => tf.sum(toFloat32(tf.greaterEqual(i, tf.scalar(0, 'int32')))))) as tf.Scalar;
-      const possible = rows * kCycles * s;
+      const possible = tf.mul(tf.sum(real), kCycles * s);
       const saved = tf.sub(possible, evaluations) as tf.Scalar;
       const perCycleHalting = tf.stack([tf.scalar(0), ...haltCost]) as tf.Tensor1D; // [K]
 
@@ -342,11 +352,11 @@ export class GoeLayer extends Module {
         stats: {
           load: tf.stack(regs.map((q) => q.load)) as tf.Tensor2D, // [K, M]
           routerEntropy: tf.stack(regs.map((q) => q.entropy)) as tf.Tensor1D, // [K]
-          activeFraction: tf.div(tf.stack(regs.map((q) => q.activeCount)), rows) as tf.Tensor1D, // [K]
-          meanHaltCycle: tf.mean(haltedAtF) as tf.Scalar,
+          activeFraction: tf.div(tf.stack(regs.map((q) => q.activeCount)), nReal) as tf.Tensor1D, // [K]
+          meanHaltCycle: tf.div(tf.sum(haltedAtF), nReal) as tf.Scalar,
           expertEvaluations: evaluations,
           savedEvaluations: saved,
-          savedFraction: tf.div(saved, possible) as tf.Scalar,
+          savedFraction: tf.div(saved, tf.maximum(possible, 1)) as tf.Scalar,
           perCycle: {
             balance: tf.stack(regs.map((q) => q.balance)) as tf.Tensor1D,
             entropy: tf.stack(regs.map((q) => q.entropy)) as tf.Tensor1D,
