@@ -1,0 +1,20 @@
+import { describe, expect, it } from 'vitest';
+import * as api from './index.js';
+
+describe('@goe/head-ink public API', () => {
+  it('exports exactly these runtime names (a change here is a change to the package contract)', () => {
+    expect(Object.keys(api).sort()).toEqual([
+      'INK_HEAD_DEFAULTS',
+      'INK_THRESHOLDS',
+      'InkHead',
+      'InkHeadConfigError',
+      'InkInputError',
+      'SeparableSmoothing',
+      'inkLoss',
+      'inkMetrics',
+      'rankAuc',
+      'resolveInkHeadConfig',
+      'unpatchifyCells',
+    ]);
+  });
+});
