@@ -14,8 +14,13 @@
  *   `GatherNd`, `ScatterNd`, `TensorScatterUpdate`, `TopK`, `StridedSlice` or `Einsum`: added.
  * - Where tfjs-core's gradient is wrong or partial it is replaced: `BatchMatMul` with a broadcast
  *   batch dim (the gradient kept the broadcast shape and failed), `Tile` above rank 4 (threw),
+ *   `AvgPool`/`AvgPool3D` with 'same' padding (the forward pass averages over the valid elements of
+ *   each window, the AvgPool(3D)Grad kernels of every backend divide by the full window size),
  *   `Maximum`/`Minimum` with broadcasting (not reduced), `MirrorPad` (dropped the reflected part),
- *   `FloorDiv` (used the derivative of real division; the true one is 0).
+ *   `FloorDiv` (used the derivative of real division; the true one is 0), `ResizeBilinear` (the cpu
+ *   grad kernel labels its result [B, W, H, C]).
+ * - `gather`'s gradient scatters with scatterND, O(rows) on every backend, where tfjs-core's
+ *   unsortedSegmentSum is O(rows x segments) on cpu.
  *
  * The backward kernels these gradients call (Conv3DBackpropInputV2, MaxPool3DGrad, …) are fixed on
  * wasm by wasm-kernels.ts.

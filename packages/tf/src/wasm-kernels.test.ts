@@ -494,6 +494,45 @@ describe('kernels missing from wasm', () => {
   });
 });
 
+describe('Tile on wasm (block copies)', () => {
+  const cases: { shape: number[]; reps: number[]; dtype: 'float32' | 'int32' | 'bool' }[] = [
+    { shape: [], reps: [], dtype: 'float32' },
+    { shape: [3], reps: [4], dtype: 'float32' },
+    { shape: [1, 1, 1], reps: [4, 5, 6], dtype: 'float32' },
+    { shape: [1, 1, 7], reps: [3, 5, 1], dtype: 'int32' },
+    { shape: [4, 6, 1], reps: [1, 1, 5], dtype: 'float32' },
+    { shape: [2, 3, 4], reps: [2, 1, 3], dtype: 'float32' },
+    { shape: [2, 1, 3, 1, 2], reps: [1, 4, 2, 3, 2], dtype: 'bool' },
+    { shape: [3, 2], reps: [1, 1], dtype: 'int32' },
+    { shape: [2, 0, 3], reps: [2, 2, 2], dtype: 'float32' },
+  ];
+  for (const c of cases) {
+    it(`tile ${c.dtype} [${c.shape}] by [${c.reps}]`, () => {
+      const n = c.shape.reduce((a, b) => a * b, 1);
+      const v = Array.from({ length: n }, (_, i) => (c.dtype === 'bool' ? i % 3 === 0 ? 1 : 0 : i + 1));
+      const outShape = c.shape.map((d, i) => d * (c.reps[i] as number));
+      // out[o] = x[o_i mod d_i] per axis
+      const want = Array.from({ length: outShape.reduce((a, b) => a * b, 1) }, (_, o) => {
+        let rem = o;
+        let idx = 0;
+        let stride = 1;
+        for (let i = outShape.length - 1; i >= 0; i--) {
+          const oi = rem % (outShape[i] as number);
+          rem = Math.floor(rem / (outShape[i] as number));
+          idx += (oi % (c.shape[i] as number)) * stride;
+          stride *= c.shape[i] as number;
+        }
+        return v[idx] as number;
+      });
+      const got = tf.tidy(() => tf.tile(tf.tensor(v, c.shape, c.dtype), c.reps));
+      expect(got.shape).toEqual(outShape);
+      expect(got.dtype).toBe(c.dtype);
+      expect(Array.from(got.dataSync())).toEqual(want);
+      got.dispose();
+    });
+  }
+});
+
 describe('BatchMatMul and _FusedMatMul on wasm', () => {
   const cases: { a: number[]; b: number[]; tA: boolean; tB: boolean }[] = [];
   for (const [tA, tB] of [[false, false], [true, false], [false, true], [true, true]] as const) {

@@ -19,6 +19,7 @@
  *   windows that are all negative; `MaxPool3DGrad` and `MaxPoolGrad` route the gradient to the
  *   wrong element; `Dilation2D` and both its backprops give wrong values. These run the cpu backend's
  *   kernel on data copied across (the copy is O(size), the kernel is O(size x window)).
+ * - `Tile` (which `broadcastTo` runs) computes an index per element; replaced by block copies.
  * - Missing kernels: `UnsortedSegmentSum` (so `gather` has no gradient) is written here directly on
  *   the wasm heap (O(size), where the cpu kernel is O(size x segments)); `Einsum` is a transpose +
  *   batched matmul on the fast path; `Conv2DBackpropFilter` and the two depthwise-conv2d backprop
@@ -511,6 +512,80 @@ const unsortedSegmentSumKernel: tf.KernelFunc = (args) => {
 };
 
 // ---------------------------------------------------------------------------------------------------
+// Tile (and so broadcastTo), as block copies on the heap
+
+let originalTile: tf.KernelFunc | undefined;
+
+/**
+ * Tile by copying contiguous blocks: the innermost run of x is written once and every level's first
+ * block is then duplicated with doubling copyWithin calls (memory-bound; the shipped kernel computes
+ * an index per element and is ~14x slower on a [16, 256, 256] broadcast).
+ */
+const tileKernel: tf.KernelFunc = (args) => {
+  const { inputs, attrs } = args as unknown as { inputs: { x: tf.TensorInfo }; attrs: { reps: number[] } };
+  const backend = asWasm(args.backend as tf.KernelBackend);
+  const { x } = inputs;
+  if ((x.dtype !== 'float32' && x.dtype !== 'int32' && x.dtype !== 'bool') || !Array.isArray(attrs.reps)) {
+    if (!originalTile) throw new WasmKernelError('Tile', `unsupported dtype ${x.dtype}`);
+    return originalTile(args);
+  }
+  const reps = attrs.reps;
+  if (reps.length !== x.shape.length) throw new WasmKernelError('Tile', `reps ${reps} must have the rank of x (${x.shape})`);
+  const outShape = x.shape.map((d, i) => d * (reps[i] as number));
+  const out = backend.makeOutput(outShape, x.dtype);
+  if (size(outShape) === 0) return out;
+  const o = backend.typedArrayFromHeap(out);
+  const xs = backend.typedArrayFromHeap(x);
+  // Merge dims: an untiled dim joins the dim before it; two size-1 dims tile as one; drop 1x1.
+  const ds: number[] = [];
+  const rs: number[] = [];
+  x.shape.forEach((d, i) => {
+    const r = reps[i] as number;
+    const k = ds.length - 1;
+    if (d === 1 && r === 1) return;
+    if (k >= 0 && r === 1) ds[k] = (ds[k] as number) * d;
+    else if (k >= 0 && d === 1 && ds[k] === 1) rs[k] = (rs[k] as number) * r;
+    else {
+      ds.push(d);
+      rs.push(r);
+    }
+  });
+  const n = ds.length;
+  if (n === 0) {
+    o[0] = xs[0] as number;
+    return out;
+  }
+  const outBlock = new Array<number>(n + 1).fill(1);
+  const xBlock = new Array<number>(n + 1).fill(1);
+  for (let i = n - 1; i >= 0; i--) {
+    outBlock[i] = (outBlock[i + 1] as number) * (ds[i] as number) * (rs[i] as number);
+    xBlock[i] = (xBlock[i + 1] as number) * (ds[i] as number);
+  }
+  const fill = (level: number, xOff: number, oOff: number): void => {
+    const d = ds[level] as number;
+    const r = rs[level] as number;
+    const inner = outBlock[level + 1] as number;
+    const total = d * inner * r;
+    if (level === n - 1) {
+      if (d === 1) {
+        o.fill(xs[xOff] as number, oOff, oOff + r);
+        return;
+      }
+      o.set(xs.subarray(xOff, xOff + d), oOff);
+    } else {
+      for (let j = 0; j < d; j++) fill(level + 1, xOff + j * (xBlock[level + 1] as number), oOff + j * inner);
+    }
+    for (let done = d * inner; done < total; ) {
+      const c = Math.min(done, total - done);
+      o.copyWithin(oOff + done, oOff, oOff + c);
+      done += c;
+    }
+  };
+  fill(0, 0, 0);
+  return out;
+};
+
+// ---------------------------------------------------------------------------------------------------
 // Einsum as transposes + one batched matmul
 
 const einsumKernel: tf.KernelFunc = (args) => {
@@ -601,6 +676,7 @@ const REPLACEMENTS: ReadonlyArray<{ name: string; kernel: tf.KernelFunc; why: st
   { name: 'Dilation2D', kernel: viaCpu('Dilation2D'), why: 'wrong values' },
   { name: 'Dilation2DBackpropInput', kernel: viaCpu('Dilation2DBackpropInput'), why: 'wrong values' },
   { name: 'Dilation2DBackpropFilter', kernel: viaCpu('Dilation2DBackpropFilter'), why: 'wrong values' },
+  { name: 'Tile', kernel: tileKernel, why: 'an index computation per element: ~14x slower than a block copy (broadcastTo, and the Sum/Mean gradients, run it)' },
   { name: 'UnsortedSegmentSum', kernel: unsortedSegmentSumKernel, why: 'missing (gather has no gradient)' },
   { name: 'Einsum', kernel: einsumKernel, why: 'missing' },
   { name: 'Conv2DBackpropFilter', kernel: viaCpu('Conv2DBackpropFilter'), why: 'missing (conv2d filter gradient)' },
@@ -623,6 +699,7 @@ export function patchWasmKernels(): void {
     if (existing?.kernelFunc === kernel) continue;
     if (existing) {
       if (name === 'BatchMatMul') originalBatchMatMul = existing.kernelFunc;
+      if (name === 'Tile') originalTile = existing.kernelFunc;
       tf.unregisterKernel(name, 'wasm');
     }
     tf.registerKernel({ kernelName: name, backendName: 'wasm', kernelFunc: kernel });
