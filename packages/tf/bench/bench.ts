@@ -219,14 +219,14 @@ const ENGINE: Record<BackendName, string> = { 'node-gpu': 'tensorflow', node: 't
 /** What `auto` picks on this backend for the workload (the variant names used in the table). */
 function autoChoice(w: Workload, backend: BackendName, s: Sizes): string | undefined {
   const engine = ENGINE[backend];
-  const [B, D, H, W, C] = s.volume;
+  const [, D, H, W] = s.volume;
   if (w.id === 'conv3d') {
-    const m = preferredConv3dMethod({ kernel: [3, 3, 3], strides: [1, 1, 1], volume: [D, H, W], columns: B * D * H * W * 27 * C }, engine);
+    const m = preferredConv3dMethod({ kernel: [3, 3, 3], strides: [1, 1, 1], volume: [D, H, W] }, engine);
     return m === 'native' ? 'tf.conv3d' : `conv3dFast ${m}`;
   }
   if (w.id === 'patch-embed') {
     const p = s.patch;
-    const m = preferredConv3dMethod({ kernel: [p, p, p], strides: [p, p, p], volume: [D, H, W], columns: B * D * H * W * C }, engine);
+    const m = preferredConv3dMethod({ kernel: [p, p, p], strides: [p, p, p], volume: [D, H, W] }, engine);
     return m === 'native' ? 'tf.conv3d' : `conv3dFast ${m}`;
   }
   if (w.id === 'patchify') return `patchify3d ${preferredPatchMethod(engine)}`;

@@ -266,12 +266,16 @@ describe('conv3dFast', () => {
     tf.dispose([x, w, w2]);
   });
 
-  it('auto never picks a gather whose columns would not fit one WebGPU buffer', () => {
+  it('auto picks the measured winner per backend, and the patch path where cells tile', () => {
     const geometry = { kernel: [3, 3, 3] as Triple, strides: [1, 1, 1] as Triple, volume: [32, 64, 64] as Triple };
-    expect(preferredConv3dMethod({ ...geometry, columns: 1e6 }, 'webgpu')).toBe('gather');
-    expect(preferredConv3dMethod({ ...geometry, columns: 2 * 262144 * 27 * 16 }, 'webgpu')).toBe('native');
-    expect(preferredConv3dMethod({ ...geometry, columns: 1e6 }, 'wasm')).toBe('slices');
-    expect(preferredConv3dMethod({ kernel: [4, 4, 4], strides: [4, 4, 4], volume: [32, 64, 64], columns: 1e6 }, 'wasm')).toBe('patch');
+    expect(preferredConv3dMethod(geometry, 'webgpu')).toBe('native');
+    expect(preferredConv3dMethod(geometry, 'cpu')).toBe('native');
+    expect(preferredConv3dMethod(geometry, 'wasm')).toBe('slices');
+    const tiled = { kernel: [4, 4, 4] as Triple, strides: [4, 4, 4] as Triple, volume: [32, 64, 64] as Triple };
+    expect(preferredConv3dMethod(tiled, 'wasm')).toBe('patch');
+    expect(preferredConv3dMethod(tiled, 'webgpu')).toBe('patch');
+    // Not divisible: the cells do not tile, so the general choice.
+    expect(preferredConv3dMethod({ ...tiled, volume: [30, 64, 64] }, 'wasm')).toBe('slices');
   });
 });
 

@@ -156,7 +156,7 @@ export function preferredPatchMethod(backend: string = tf.getBackend()): 'gather
 const PATCH_PREFERENCE: Record<string, 'gather' | 'transpose'> = {
   cpu: 'gather',
   wasm: 'transpose',
-  webgpu: 'gather',
+  webgpu: 'transpose',
   tensorflow: 'transpose',
 };
 
@@ -575,21 +575,17 @@ export interface Conv3dChoiceInput {
   kernel: Triple;
   strides: Triple;
   volume: Triple;
-  /** Floats in the im2col columns, M * K * Cin (a gather variant must fit one GPU buffer). */
-  columns: number;
 }
 
-/** Largest tensor (bytes) a WebGPU variant may create: lavapipe returns zeros above 128 MiB. */
-const WEBGPU_MAX_BUFFER_BYTES = 128 * 1024 * 1024;
-
 /**
- * Measured winners per backend (bench/bench.ts `conv3d` and `patch-embed` rows; README.md holds the
- * table). wasm's native conv3d has wrong input gradients (FACTS.md), so it is never chosen there.
+ * Measured winners per backend (bench/bench.ts `conv3d` and `patch-embed` rows; packages/tf/README.md
+ * holds the table). On WebGPU (lavapipe) tf.conv3d and the gather variant trade places from run to
+ * run; tf.conv3d needs no [M, K*Cin] columns, whose size a GPU buffer limits (128 MiB on lavapipe).
  */
 const CONV_PREFERENCE: Record<string, { general: Exclude<Conv3dMethod, 'auto'>; tiled: Exclude<Conv3dMethod, 'auto'> }> = {
   cpu: { general: 'native', tiled: 'native' },
   wasm: { general: 'slices', tiled: 'patch' },
-  webgpu: { general: 'gather', tiled: 'patch' },
+  webgpu: { general: 'native', tiled: 'patch' },
   tensorflow: { general: 'native', tiled: 'native' },
 };
 
@@ -598,13 +594,11 @@ export function preferredConv3dMethod(
   geometry: Conv3dChoiceInput,
   backend: string = tf.getBackend(),
 ): Exclude<Conv3dMethod, 'auto'> {
-  const { kernel, strides, volume, columns } = geometry;
+  const { kernel, strides, volume } = geometry;
   // Stride = kernel over a divisible volume: the windows tile it and 'same' pads nothing either.
   const tiles = kernel.every((k, i) => k === strides[i]) && volume.every((n, i) => n % (kernel[i] as number) === 0);
   const pref = CONV_PREFERENCE[backend] ?? { general: 'slices', tiled: 'patch' };
-  const choice = tiles ? pref.tiled : pref.general;
-  if (backend === 'webgpu' && choice === 'gather' && columns * 4 > WEBGPU_MAX_BUFFER_BYTES) return 'native';
-  return choice;
+  return tiles ? pref.tiled : pref.general;
 }
 
 /**
@@ -613,9 +607,10 @@ export function preferredConv3dMethod(
  * The im2col variants compute `cols[M, K*Cin] @ w[K*Cin, Cout]` as one rank-2 matMul:
  *
  * - `slices` (wasm): windows cut with rank-4 slices, own gradient (see conv3dSlices).
- * - `gather` (WebGPU): columns gathered with a cached index table; dL/dx by a col2im gather.
+ * - `gather`: columns gathered with a cached index table; dL/dx by a col2im gather (slow on cpu and
+ *   wasm, whose gather kernels check every index in JavaScript).
  * - `patch` (stride = kernel, e.g. a ViT patch embedding): `patchify3d` + matMul, no duplication.
- * - `native`: tf.conv3d (right on cpu and WebGPU; wasm's backward is wrong).
+ * - `native`: tf.conv3d (cpu and WebGPU; on wasm its backward runs on cpu kernels, see wasm-kernels.ts).
  *
  * Memory of the im2col variants: the columns hold M*K*Cin floats (27x the input for a 3^3 kernel at
  * stride 1). 'same' follows TensorFlow, out = ceil(in / s), total padding max(0, (out-1)s + k - in),
@@ -642,7 +637,7 @@ export function conv3dFast(
   const tiles = kz === sz && ky === sy && kx === sx && D % kz === 0 && H % ky === 0 && W % kx === 0;
   let method = options.method ?? 'auto';
   if (method === 'auto') {
-    method = preferredConv3dMethod({ kernel: [kz, ky, kx], strides: [sz, sy, sx], volume: [D, H, W], columns: M * K * Cin });
+    method = preferredConv3dMethod({ kernel: [kz, ky, kx], strides: [sz, sy, sx], volume: [D, H, W] });
   }
   if (method === 'patch' && !tiles) {
     if (options.method === 'patch') {
