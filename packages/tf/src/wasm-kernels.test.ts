@@ -362,6 +362,20 @@ describe('maxPool3d on wasm', () => {
     expect(maxAbsDiff(got, y)).toBeLessThan(1e-6);
   });
 
+  it('MaxPool3DGrad with a window of unequal height and width (1 x 3 x 2, stride 1 x 1 x 2)', () => {
+    const shp = [1, 3, 6, 6, 2];
+    const xm = rand(shp, 42).map((v, i) => v + i * 1e-5);
+    const { y, arg } = maxPool3dRef(xm, shp, [1, 3, 2], [1, 1, 2]);
+    const yShape = [1, 3, 4, 3, 2];
+    const dy = rand(yShape, 43);
+    const want = new Float64Array(xm.length);
+    arg.forEach((i, o) => (want[i] = (want[i] as number) + (dy[o] as number)));
+    const got = tf.tidy(() =>
+      run('MaxPool3DGrad', { dy: t(dy, yShape), input: t(xm, shp), output: t(y, yShape) }, { filterSize: [1, 3, 2], strides: [1, 1, 2], pad: 'valid' }),
+    );
+    expect(maxAbsDiff(got, want)).toBeLessThan(1e-6);
+  });
+
   for (const stride of [2, 1]) {
     it(`MaxPool3DGrad routes each window's gradient to its maximum (all-negative input, stride ${stride})`, () => {
       const { y, arg } = maxPool3dRef(x, shape, 2, stride);
@@ -422,6 +436,46 @@ describe('maxPool (2-D) gradient and dilation2d on wasm', () => {
       expect(maxAbsDiff(got, want), name).toBeLessThan(1e-5);
     }
   });
+});
+
+describe('max-pooling gradients on wasm agree with the cpu backend (padding, overlap, ties)', () => {
+  // Windows with height == width: the cpu MaxPool3DGrad is itself wrong otherwise (it flattens the
+  // window position with the height as the row stride); non-square windows are checked against the
+  // float64 reference below.
+  const configs: { x: number[]; k: number[]; s: number[]; pad: 'same' | 'valid' }[] = [
+    { x: [2, 5, 6, 7, 3], k: [3, 3, 3], s: [1, 1, 1], pad: 'same' },
+    { x: [1, 6, 5, 4, 2], k: [3, 2, 2], s: [2, 1, 2], pad: 'same' },
+    { x: [1, 5, 5, 5, 1], k: [2, 3, 3], s: [2, 2, 1], pad: 'valid' },
+  ];
+  for (const c of configs) {
+    it(`MaxPool3DGrad x ${c.x} k ${c.k} s ${c.s} ${c.pad}, and MaxPoolGrad on a 2-D slice`, async () => {
+      // Values rounded to 0.25 so that windows have ties.
+      const x = rand(c.x, 39).map((v) => Math.round(v * 4) / 4);
+      const run3 = () =>
+        tf.tidy(() => {
+          const xt = t(x, c.x) as tf.Tensor5D;
+          const y = tf.maxPool3d(xt, c.k as [number, number, number], c.s as [number, number, number], c.pad);
+          const dy = t(rand(y.shape, 40), y.shape);
+          return tf.engine().runKernel('MaxPool3DGrad', { dy, input: xt, output: y }, { filterSize: c.k, strides: c.s, pad: c.pad }) as tf.Tensor;
+        });
+      const x2 = [c.x[0] as number, c.x[2] as number, c.x[3] as number, c.x[4] as number];
+      const run2 = () =>
+        tf.tidy(() => {
+          const xt = t(x.slice(0, x2.reduce((a, b) => a * b, 1)), x2) as tf.Tensor4D;
+          const k2 = c.k.slice(1) as [number, number];
+          const s2 = c.s.slice(1) as [number, number];
+          const y = tf.maxPool(xt, k2, s2, c.pad);
+          const dy = t(rand(y.shape, 41), y.shape);
+          return tf.engine().runKernel('MaxPoolGrad', { dy, input: xt, output: y }, { filterSize: k2, strides: s2, pad: c.pad }) as tf.Tensor;
+        });
+      const got3 = run3();
+      const got2 = run2();
+      const cpu = await onCpu(() => [run3(), run2()]);
+      expect(maxAbsDiff(got3.dataSync(), (cpu[0] as tf.Tensor).dataSync())).toBeLessThan(1e-6);
+      expect(maxAbsDiff(got2.dataSync(), (cpu[1] as tf.Tensor).dataSync())).toBeLessThan(1e-6);
+      tf.dispose([got3, got2, ...cpu]);
+    });
+  }
 });
 
 describe('kernels missing from wasm', () => {

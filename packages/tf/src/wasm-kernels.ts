@@ -16,9 +16,10 @@
  *   into XNNPACK where it can and applied by the wasm kernels otherwise.
  * - `Conv3DBackpropInputV2` (conv3d's input gradient and conv3dTranspose's forward) and
  *   `Conv3DBackpropFilterV2` with stride > 1 give wrong numbers; `MaxPool3D` gives wrong maxima on
- *   windows that are all negative; `MaxPool3DGrad` and `MaxPoolGrad` route the gradient to the
- *   wrong element; `Dilation2D` and both its backprops give wrong values. These run the cpu backend's
- *   kernel on data copied across (the copy is O(size), the kernel is O(size x window)).
+ *   windows that are all negative; `Dilation2D` and both its backprops give wrong values. These run
+ *   the cpu backend's kernel on data copied across (the copy is O(size), the kernel is O(size x
+ *   window)). `MaxPool3DGrad` and `MaxPoolGrad` route the gradient to the wrong element: rewritten
+ *   here on the heap (the cpu kernel is ~10x slower).
  * - `Tile` (which `broadcastTo` runs) computes an index per element; replaced by block copies.
  * - Missing kernels: `UnsortedSegmentSum` (so `gather` has no gradient) is written here directly on
  *   the wasm heap (O(size), where the cpu kernel is O(size x segments)); `Einsum` is a transpose +
@@ -512,6 +513,125 @@ const unsortedSegmentSumKernel: tf.KernelFunc = (args) => {
 };
 
 // ---------------------------------------------------------------------------------------------------
+// MaxPool(3D)Grad, on the heap
+
+interface PoolGeom {
+  B: number;
+  C: number;
+  inn: [number, number, number]; // D, H, W
+  out: [number, number, number];
+  stride: [number, number, number];
+  dil: [number, number, number];
+  filt: [number, number, number]; // effective (dilated) extent
+  pad: [number, number, number]; // front, top, left
+}
+
+/**
+ * dx of max pooling: each window's gradient goes to its maximum, found by scanning x in (d, h, w)
+ * order. Of equal maxima the cpu backend takes the first in 2-D and the last in 3-D; `lastOfTies`
+ * follows it so that the two backends agree on ties. O(output x window), directly on the heap (the
+ * cpu kernel is ~10x slower through its buffers).
+ */
+function maxPoolGradHeap(backend: WasmBackend, dy: tf.TensorInfo, input: tf.TensorInfo, g: PoolGeom, lastOfTies: boolean): tf.TensorInfo {
+  const dx = backend.makeOutput(input.shape.slice(), 'float32');
+  const o = backend.typedArrayFromHeap(dx);
+  const x = backend.typedArrayFromHeap(input);
+  const gy = backend.typedArrayFromHeap(dy);
+  o.fill(0);
+  const [D, H, W] = g.inn;
+  const [OD, OH, OW] = g.out;
+  const [sd, sh, sw] = g.stride;
+  const [dd, dh, dw] = g.dil;
+  const [fd, fh, fw] = g.filt;
+  const [pf, pt, pl] = g.pad;
+  const C = g.C;
+  let oi = 0;
+  for (let b = 0; b < g.B; b++)
+    for (let od = 0; od < OD; od++)
+      for (let oh = 0; oh < OH; oh++)
+        for (let ow = 0; ow < OW; ow++) {
+          const d0 = od * sd - pf;
+          const h0 = oh * sh - pt;
+          const w0 = ow * sw - pl;
+          for (let c = 0; c < C; c++, oi++) {
+            let best = -Infinity;
+            let at = -1;
+            for (let kd = 0; kd < fd; kd += dd) {
+              const id = d0 + kd;
+              if (id < 0 || id >= D) continue;
+              for (let kh = 0; kh < fh; kh += dh) {
+                const ih = h0 + kh;
+                if (ih < 0 || ih >= H) continue;
+                const rowBase = ((b * D + id) * H + ih) * W;
+                for (let kw = 0; kw < fw; kw += dw) {
+                  const iw = w0 + kw;
+                  if (iw < 0 || iw >= W) continue;
+                  const idx = (rowBase + iw) * C + c;
+                  const v = x[idx] as number;
+                  if (v > best || (lastOfTies && v === best)) {
+                    best = v;
+                    at = idx;
+                  }
+                }
+              }
+            }
+            if (at >= 0) o[at] = (o[at] as number) + (gy[oi] as number);
+          }
+        }
+  return dx;
+}
+
+const maxPool3DGradKernel: tf.KernelFunc = (args) => {
+  const { inputs, attrs } = args as unknown as { inputs: { dy: tf.TensorInfo; input: tf.TensorInfo }; attrs: Record<string, unknown> };
+  const backend = asWasm(args.backend as tf.KernelBackend);
+  const { dy, input } = inputs;
+  if (input.dtype !== 'float32' || dy.dtype !== 'float32') return viaCpu('MaxPool3DGrad')(args);
+  const i = tf.backend_util.computePool3DInfo(
+    input.shape as [number, number, number, number, number],
+    attrs['filterSize'] as [number, number, number],
+    attrs['strides'] as [number, number, number],
+    1,
+    attrs['pad'] as 'same' | 'valid',
+    attrs['dimRoundingMode'] as 'floor' | undefined,
+  );
+  return maxPoolGradHeap(backend, dy, input, {
+    B: i.batchSize,
+    C: i.inChannels,
+    inn: [i.inDepth, i.inHeight, i.inWidth],
+    out: [i.outDepth, i.outHeight, i.outWidth],
+    stride: [i.strideDepth, i.strideHeight, i.strideWidth],
+    dil: [i.dilationDepth, i.dilationHeight, i.dilationWidth],
+    filt: [i.effectiveFilterDepth, i.effectiveFilterHeight, i.effectiveFilterWidth],
+    pad: [i.padInfo.front, i.padInfo.top, i.padInfo.left],
+  }, true);
+};
+
+const maxPoolGradKernel: tf.KernelFunc = (args) => {
+  const { inputs, attrs } = args as unknown as { inputs: { dy: tf.TensorInfo; input: tf.TensorInfo }; attrs: Record<string, unknown> };
+  const backend = asWasm(args.backend as tf.KernelBackend);
+  const { dy, input } = inputs;
+  if (input.dtype !== 'float32' || dy.dtype !== 'float32') return viaCpu('MaxPoolGrad')(args);
+  const i = tf.backend_util.computePool2DInfo(
+    input.shape as [number, number, number, number],
+    attrs['filterSize'] as [number, number],
+    attrs['strides'] as [number, number],
+    1,
+    attrs['pad'] as 'same' | 'valid',
+    attrs['dimRoundingMode'] as 'floor' | undefined,
+  );
+  return maxPoolGradHeap(backend, dy, input, {
+    B: i.batchSize,
+    C: i.inChannels,
+    inn: [1, i.inHeight, i.inWidth],
+    out: [1, i.outHeight, i.outWidth],
+    stride: [1, i.strideHeight, i.strideWidth],
+    dil: [1, i.dilationHeight, i.dilationWidth],
+    filt: [1, i.effectiveFilterHeight, i.effectiveFilterWidth],
+    pad: [0, i.padInfo.top, i.padInfo.left],
+  }, false);
+};
+
+// ---------------------------------------------------------------------------------------------------
 // Tile (and so broadcastTo), as block copies on the heap
 
 let originalTile: tf.KernelFunc | undefined;
@@ -671,8 +791,8 @@ const REPLACEMENTS: ReadonlyArray<{ name: string; kernel: tf.KernelFunc; why: st
   { name: 'Conv3DBackpropInputV2', kernel: viaCpu('Conv3DBackpropInputV2'), why: 'wrong values (conv3d input gradient, conv3dTranspose)' },
   { name: 'Conv3DBackpropFilterV2', kernel: viaCpu('Conv3DBackpropFilterV2'), why: 'wrong values with stride > 1' },
   { name: 'MaxPool3D', kernel: viaCpu('MaxPool3D'), why: 'wrong maxima on all-negative windows' },
-  { name: 'MaxPool3DGrad', kernel: viaCpu('MaxPool3DGrad'), why: 'gradient routed to the wrong element' },
-  { name: 'MaxPoolGrad', kernel: viaCpu('MaxPoolGrad'), why: 'gradient routed to the wrong element' },
+  { name: 'MaxPool3DGrad', kernel: maxPool3DGradKernel, why: 'gradient routed to the wrong element' },
+  { name: 'MaxPoolGrad', kernel: maxPoolGradKernel, why: 'gradient routed to the wrong element' },
   { name: 'Dilation2D', kernel: viaCpu('Dilation2D'), why: 'wrong values' },
   { name: 'Dilation2DBackpropInput', kernel: viaCpu('Dilation2DBackpropInput'), why: 'wrong values' },
   { name: 'Dilation2DBackpropFilter', kernel: viaCpu('Dilation2DBackpropFilter'), why: 'wrong values' },
