@@ -9,6 +9,7 @@ import { probeBackend, useBackend } from './backend.js';
 import { makeRng } from './rng.js';
 import { maxAbsDiff } from './testing.js';
 import { WASM_KERNEL_FIXES, patchWasmKernels } from './wasm-kernels.js';
+import './grads.js';
 
 type Arr = Float64Array;
 
@@ -610,6 +611,29 @@ describe('BatchMatMul and _FusedMatMul on wasm', () => {
       got.dispose();
     });
   }
+
+  it('gradients of fast-path products equal the cpu backend (every transpose, batched and shared weight)', async () => {
+    const shapes: [number[], number[]][] = [
+      [[3, 33, 40], [3, 40, 35]],
+      [[3, 33, 40], [40, 35]],
+    ];
+    for (const [tA, tB] of [[false, false], [true, false], [false, true], [true, true]] as const) {
+      for (const [as, bs] of shapes) {
+        const a = tA ? [...as.slice(0, -2), as[as.length - 1] as number, as[as.length - 2] as number] : as;
+        const b = tB ? [...bs.slice(0, -2), bs[bs.length - 1] as number, bs[bs.length - 2] as number] : bs;
+        const av = rand(a, 111);
+        const bv = rand(b, 112);
+        const outShape = matMulRef(av, a, bv, b, tA, tB).shape;
+        const w = rand(outShape, 113);
+        const grads = () =>
+          tf.tidy(() => tf.grads((x: tf.Tensor, y: tf.Tensor) => tf.sum(tf.mul(tf.matMul(x, y, tA, tB), t(w, outShape))))([t(av, a), t(bv, b)]).map((g) => g.dataSync()));
+        const got = grads();
+        const want = await onCpu(grads);
+        expect(relErr(got[0] as Float32Array, want[0] as Float32Array), `dA ${a} ${b} ${tA} ${tB}`).toBeLessThan(1e-5);
+        expect(relErr(got[1] as Float32Array, want[1] as Float32Array), `dB ${a} ${b} ${tA} ${tB}`).toBeLessThan(1e-5);
+      }
+    }
+  });
 
   it('a reshaped right operand is not multiplied with weights packed for its old shape', () => {
     // XNNPACK caches packed weights on the tensor id, which a reshape keeps: the shipped kernel

@@ -424,15 +424,14 @@ const fusedMatMulKernel: tf.KernelFunc = (args) => {
   // weights may broadcast over rows too).
   const fusable =
     activation !== 'prelu' && (bias == null || (bias.shape.length === 1 && bias.shape[0] === N && bias.dtype === 'float32'));
-  if (fusable && K > 0) {
-    if (!small) {
-      const ep: Epilogue = {
-        biasId: bias ? (backend.dataIdMap.get(bias.dataId) as WasmTensorData).id : 0,
-        activation: code,
-        leakyreluAlpha: attrs.leakyreluAlpha ?? 0,
-      };
-      return fastBatchMatMul(backend, a, b, transposeA, transposeB, ep);
-    }
+  const leakyreluAlpha = attrs.leakyreluAlpha ?? 0.2; // tfjs-core's default
+  if (fusable && K > 0 && !small) {
+    const ep: Epilogue = {
+      biasId: bias ? (backend.dataIdMap.get(bias.dataId) as WasmTensorData).id : 0,
+      activation: code,
+      leakyreluAlpha,
+    };
+    return fastBatchMatMul(backend, a, b, transposeA, transposeB, ep);
   }
   // General case: product, then bias and activation with the wasm kernels (which broadcast).
   let out =
@@ -461,7 +460,7 @@ const fusedMatMulKernel: tf.KernelFunc = (args) => {
       act = runWasm('Elu', backend, { x: out });
       break;
     case 'leakyrelu':
-      act = runWasm('LeakyRelu', backend, { x: out }, { alpha: attrs.leakyreluAlpha ?? 0.2 });
+      act = runWasm('LeakyRelu', backend, { x: out }, { alpha: leakyreluAlpha });
       break;
     case 'prelu':
       if (!preluActivationWeights) throw new WasmKernelError('_FusedMatMul', 'prelu needs preluActivationWeights');
