@@ -664,6 +664,31 @@ export const CONFORMANCE_OPS: readonly ConformanceCase[] = [
     grad: { tol: 1e-6 },
   },
   {
+    // Per-expert token counts: int32 data straight from the host (WebGPU's integer path was wrong).
+    // Compared as float32: the cpu kernel labels its int32 result float32 (wasm and WebGPU: int32).
+    name: 'unsortedSegmentSum int32 counts',
+    inputs: [{ shape: [10, 3], kind: { int: 5 } }, { shape: [10], kind: { int: 4 } }],
+    fn: ([x, ids]) => tf.cast(tf.unsortedSegmentSum(x!, ids as tf.Tensor1D, 4), 'float32'),
+    tol: 0,
+  },
+  {
+    name: 'oneHot float32',
+    inputs: [{ shape: [9], kind: { int: 5 } }],
+    fn: ([i]) => tf.oneHot(i as tf.Tensor1D, 5, 1, 0, 'float32'),
+    tol: 0,
+  },
+  {
+    // int32 -> float32 relabels the buffer on WebGPU (no conversion); consumers that read it by
+    // layout (transpose, a reduction over a leading axis) must still see the numbers.
+    name: 'cast int32 to float32, then transpose and sum over axis 0',
+    inputs: [{ shape: [6, 9], kind: { int: 7 } }],
+    fn: ([i]) => {
+      const f = tf.cast(i!, 'float32');
+      return [tf.transpose(f), tf.sum(f, 0)];
+    },
+    tol: 0,
+  },
+  {
     name: 'scatterND',
     inputs: [{ shape: [5, 1], kind: { int: 8 } }, { shape: [5, 6] }],
     fn: ([i, u]) => tf.scatterND(i!, u!, [8, 6]),

@@ -10,9 +10,9 @@
  * Reverse fails on it with a shape error, and Tile falls back to reading its input synchronously,
  * which WebGPU in Node cannot do (no OffscreenCanvas) once the data is on the GPU. Separately, reverse
  * Cumsum/Cumprod are wrong at any rank once a reverse scan of another length has run (the shader
- * cache key misses the length).
+ * cache key misses the length), and UnsortedSegmentSum of host-uploaded int32 data returns garbage.
  *
- * Each patched kernel keeps the original for rank <= 4 and, above that, runs the original on a
+ * Each rank fix keeps the original for rank <= 4 and, above that, runs the original on a
  * lower-rank view of the same data: these ops are separable over axes, so reshaping (free: the data
  * is shared) to `[before, n, after]` or merging axes that broadcast alike gives the same numbers.
  */
@@ -263,6 +263,23 @@ function cumFix(name: 'Cumsum' | 'Cumprod'): KernelFunc {
   });
 }
 
+/**
+ * UnsortedSegmentSum of int32 data: the WebGPU kernel's integer path returns garbage when the data
+ * was uploaded from the host (e.g. [1, 2, 3, 4] by ids [0, 1, 0, 1] gave [2143289344, -2139095040]);
+ * its float path is right. Sums in float32, exact while every partial sum stays below 2^24 in
+ * magnitude (counts of tokens per expert, the use here, are far below that).
+ */
+function unsortedSegmentSumFix(): KernelFunc {
+  return asKernel(({ inputs, backend, attrs }) => {
+    const { x, segmentIds } = inputs as { x: TensorInfo; segmentIds: TensorInfo };
+    if (x.dtype !== 'int32') return kernel('UnsortedSegmentSum')({ inputs, backend, attrs });
+    const s = new Scratch(backend);
+    const xf = s.run('Cast', { x }, { dtype: 'float32' });
+    const sum = s.run('UnsortedSegmentSum', { x: xf, segmentIds }, attrs);
+    return s.finish(s.run('Cast', { x: sum }, { dtype: 'int32' }));
+  });
+}
+
 /** Select at rank >= 5: the op broadcasts its three inputs to one shape first, so a flat view works. */
 function selectFix(): KernelFunc {
   return asKernel(({ inputs, backend, attrs }) => {
@@ -344,6 +361,7 @@ export function patchWebGpuKernels(): void {
     ['Cumprod', cumFix('Cumprod')],
     ['Select', selectFix()],
     ['Tile', tileFix()],
+    ['UnsortedSegmentSum', unsortedSegmentSumFix()],
     ['StridedSlice', stridedSliceFix()],
   ];
   for (const [name, kernelFunc] of fixes) {
