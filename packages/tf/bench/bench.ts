@@ -25,6 +25,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import {
   availableBackends,
+  isSoftwareAdapter,
   preferredConv3dMethod,
   preferredPatchMethod,
   probeBackend,
@@ -209,11 +210,6 @@ function runTorch(
   return new Map(out.results.map((x) => [x.key, x]));
 }
 
-function isSoftwareAdapter(info: { vendor: string; architecture: string; device: string; description: string } | undefined): boolean {
-  if (!info) return false;
-  return /llvmpipe|lavapipe|swiftshader|software/i.test(`${info.vendor} ${info.architecture} ${info.device} ${info.description}`);
-}
-
 const ENGINE: Record<BackendName, string> = { 'node-gpu': 'tensorflow', node: 'tensorflow', webgpu: 'webgpu', wasm: 'wasm', cpu: 'cpu' };
 
 /** What `auto` picks on this backend for the workload (the variant names used in the table). */
@@ -323,7 +319,7 @@ export async function runBench(argv: string[]): Promise<BenchReport> {
   const labelOf = new Map<BackendName, 'full' | 'small' | 'quick'>();
   for (const backend of backends) {
     const probe = await probeBackend(backend);
-    const software = backend === 'webgpu' && isSoftwareAdapter(probe.webgpu);
+    const software = backend === 'webgpu' && !!probe.webgpu && isSoftwareAdapter(probe.webgpu);
     // Plain JavaScript (cpu) and CPU-emulated WebGPU take minutes at full sizes: small sizes there.
     const slow = software || backend === 'cpu';
     const sizes = opt.quick || slow ? SMALL_SIZES : FULL_SIZES;
