@@ -12,8 +12,8 @@ describe('checkpoints', () => {
     const dir = join(root, 'checkpoint');
     const a = tf.tensor2d([[1.5, -2], [3.25, 1e-7]]);
     const b = tf.tensor1d([Math.PI]);
-    await saveCheckpoint(dir, { step: 3, config: { x: 1 }, tensors: new Map([['a', a], ['b', b]]), state: { rng: 42 } });
-    await saveCheckpoint(dir, { step: 4, config: { x: 2 }, tensors: new Map([['a', a], ['b', b]]), state: { rng: 43 } });
+    await saveCheckpoint(dir, { step: 3, config: { x: 1 }, tensors: new Map<string, tf.Tensor>([['a', a], ['b', b]]), state: { rng: 42 } });
+    await saveCheckpoint(dir, { step: 4, config: { x: 2 }, tensors: new Map<string, tf.Tensor>([['a', a], ['b', b]]), state: { rng: 43 } });
     expect(readdirSync(root)).toEqual(['checkpoint']);
     const c = await loadCheckpoint(dir);
     expect(c.manifest.step).toBe(4);
@@ -24,7 +24,7 @@ describe('checkpoints', () => {
 
     const va = tf.variable(tf.zeros([2, 2]));
     const vb = tf.variable(tf.zeros([1]));
-    assignVariables(c, new Map([['a', va], ['b', vb]]), dir);
+    assignVariables(c, new Map<string, tf.Variable>([['a', va], ['b', vb]]), dir);
     expect(Array.from(await va.data())).toEqual(Array.from(await a.data()));
     const wrong = tf.variable(tf.zeros([3]));
     expect(() => assignVariables(c, new Map([['b', wrong]]), dir)).toThrow(/tensor 'b' has shape \[1\], the model expects \[3\]/);
