@@ -2,13 +2,16 @@
  * Fast tensor paths the models use: 3-D patch (un)tokenisation, 3-D convolution as im2col + one rank-2
  * matMul, and scaled dot-product attention on rank-3 batched matMuls.
  *
- * Why these exist (FACTS.md, measured on this stack): tfjs' wasm backend runs rank-5/6 slicing and
- * transposes ~100x slower than rank-2 ones, its conv3d is off the XNNPACK fast path (and its backward
- * is wrong), and only rank-2 matMul reaches the SIMD ceiling. So every op here works on rank-2/3 views:
- * data movement is a gather of rows with indices precomputed on the host (cached per geometry), and
- * the arithmetic is one matMul. Gathers here are given their own gradients (the inverse permutation,
- * or a col2im gather) because tfjs' gather gradient is UnsortedSegmentSum, which some backends lack
- * and which is slower than a gather anyway.
+ * Why these exist (FACTS.md and bench/bench.ts, measured on this stack): tfjs' wasm backend runs
+ * rank-5/6 slicing and transposes ~100x slower than rank-2 ones, its conv3d is off the XNNPACK fast
+ * path, and only rank-2 matMul reaches the SIMD ceiling. So every op here works on views of rank <= 4:
+ * data moves by rank-4 slices/pads/transposes or by a gather of rows with indices precomputed on the
+ * host (cached per geometry), and the arithmetic is one matMul. Each op has more than one
+ * implementation because the fastest differs per backend (a gather is cheap on WebGPU but checks every
+ * index in JavaScript on cpu and wasm); `method: 'auto'` takes the measured winner. Gathers and the
+ * slice-based im2col carry their own gradients (an inverse permutation, a col2im gather, per-tap pads):
+ * tfjs' gather gradient is UnsortedSegmentSum, which some backends lack, and its slice/concat gradients
+ * copy whole tensors out of the wasm heap once per slice.
  *
  * Layout legend: B batch, D/H/W volume depth/height/width (z, y, x), C channels (last, NDHWC as tfjs
  * conv3d), p = [pz, py, px] patch size, g = [gz, gy, gx] = [D/pz, H/py, W/px] token grid,
