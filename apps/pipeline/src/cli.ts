@@ -109,6 +109,7 @@ const commands: Record<string, Command> = {
           secondsPerStep: Number(r.secondsPerStep.toFixed(4)),
           checkpoint: r.checkpoint,
           lossCurve: r.lossCurvePng,
+          predictions: r.predictionsPng,
         }),
       );
       return 0;

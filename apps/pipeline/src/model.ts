@@ -16,6 +16,8 @@ export interface PatchBatch {
   x: tf.Tensor5D;
   /** `[B, D, H, W]` ink labels (0/1). */
   ink: tf.Tensor4D;
+  /** Host copies, for metrics and pictures. */
+  image: Float32Array;
   inkLabels: Uint8Array;
 }
 
@@ -46,6 +48,7 @@ export function patchBatch(patches: RawPatch[], patch: [number, number, number])
   return {
     x: tf.tensor5d(x, [B, patch[0], patch[1], patch[2], 1]),
     ink: tf.tensor4d(Float32Array.from(ink), [B, patch[0], patch[1], patch[2]]),
+    image: x,
     inkLabels: ink,
   };
 }

@@ -50,6 +50,18 @@ function fmt(v: number): string {
   return Number(v.toPrecision(4)).toString();
 }
 
+/** Ticks for a log10 axis spanning [lo, hi] (in log10 units): 1-2-5 multiples of each decade. */
+export function logTicks(lo: number, hi: number): number[] {
+  const out: number[] = [];
+  for (let e = Math.floor(lo); e <= Math.ceil(hi); e++) {
+    for (const m of [1, 2, 5]) {
+      const t = e + Math.log10(m);
+      if (t >= lo && t <= hi) out.push(t);
+    }
+  }
+  return out.length >= 2 ? out : niceTicks(lo, hi);
+}
+
 /** Builds the SVG text of a line chart. */
 export function lineChartSvg(series: Series[], o: LineChartOptions): string {
   const W = o.width ?? 800;
@@ -85,8 +97,8 @@ export function lineChartSvg(series: Series[], o: LineChartOptions): string {
       `<text x="${px(t)}" y="${H - m.b + 16}" font-size="11" text-anchor="middle">${fmt(t)}</text>`,
     );
   }
-  for (const t of niceTicks(y0, y1)) {
-    const label = o.logY ? fmt(10 ** t) : fmt(t);
+  for (const t of o.logY ? logTicks(y0, y1) : niceTicks(y0, y1)) {
+    const label = o.logY ? fmt(Number((10 ** t).toPrecision(6))) : fmt(t);
     parts.push(
       `<line x1="${m.l}" y1="${py(t)}" x2="${W - m.r}" y2="${py(t)}" stroke="#eee"/>`,
       `<text x="${m.l - 6}" y="${py(t) + 4}" font-size="11" text-anchor="end">${label}</text>`,
@@ -119,6 +131,65 @@ export async function writeLineChartPng(path: string, series: Series[], o: LineC
   const tmp = `${path}.tmp-${process.pid}`;
   try {
     await sharp(Buffer.from(lineChartSvg(series, o))).png().toFile(tmp);
+    await rename(tmp, path);
+  } catch (err) {
+    await rm(tmp, { force: true });
+    throw err;
+  }
+}
+
+export interface InkPanelInput {
+  /** `[B, D, H, W]` intensities in [-1, 1]. */
+  image: Float32Array;
+  /** `[B, D, H, W]` 0/1 labels. */
+  label: Uint8Array;
+  /** `[B, D, H, W]` probabilities. */
+  prob: Float32Array;
+  /** `[B, D, H, W]`. */
+  shape: [number, number, number, number];
+}
+
+/**
+ * A picture of ink predictions: one row per patch, showing the middle z slice of the CT intensities,
+ * the ink label, the predicted probability, and the prediction over the image (red = ink). Scaled up by
+ * `zoom` with nearest-neighbour so single voxels stay visible. Written atomically.
+ */
+export async function writeInkPanelsPng(path: string, p: InkPanelInput, zoom = 4): Promise<void> {
+  const [B, D, H, W] = p.shape;
+  const gap = 2;
+  const cols = 4;
+  const width = (cols * W + (cols - 1) * gap) * zoom;
+  const height = (B * H + (B - 1) * gap) * zoom;
+  const rgb = new Uint8Array(width * height * 3).fill(255);
+  const z = Math.floor(D / 2);
+  const put = (b: number, col: number, y: number, x: number, c: [number, number, number]): void => {
+    const y0 = (b * (H + gap) + y) * zoom;
+    const x0 = (col * (W + gap) + x) * zoom;
+    for (let dy = 0; dy < zoom; dy++)
+      for (let dx = 0; dx < zoom; dx++) {
+        const o = ((y0 + dy) * width + x0 + dx) * 3;
+        rgb[o] = c[0];
+        rgb[o + 1] = c[1];
+        rgb[o + 2] = c[2];
+      }
+  };
+  for (let b = 0; b < B; b++)
+    for (let y = 0; y < H; y++)
+      for (let x = 0; x < W; x++) {
+        const i = ((b * D + z) * H + y) * W + x;
+        const g = Math.round(Math.min(1, Math.max(0, ((p.image[i] ?? -1) + 1) / 2)) * 255);
+        const l = (p.label[i] ?? 0) > 0 ? 255 : 0;
+        const q = Math.round(Math.min(1, Math.max(0, p.prob[i] ?? 0)) * 255);
+        put(b, 0, y, x, [g, g, g]);
+        put(b, 1, y, x, [l, l, l]);
+        put(b, 2, y, x, [q, q, q]);
+        // Overlay: the image in grey, the predicted probability blended in as red.
+        const a = q / 255;
+        put(b, 3, y, x, [Math.round(g * (1 - a) + 255 * a), Math.round(g * (1 - a)), Math.round(g * (1 - a))]);
+      }
+  const tmp = `${path}.tmp-${process.pid}`;
+  try {
+    await sharp(rgb, { raw: { width, height, channels: 3 } }).png().toFile(tmp);
     await rename(tmp, path);
   } catch (err) {
     await rm(tmp, { force: true });

@@ -54,7 +54,7 @@ describe('goe train', () => {
 
   it('writes the run folder: checkpoint, metrics.jsonl, loss.png, config', async () => {
     const dir = run.runDir;
-    expect(readdirSync(dir).sort()).toEqual(['checkpoint', 'config.json', 'data', 'loss.png', 'metrics.jsonl']);
+    expect(readdirSync(dir).sort()).toEqual(['checkpoint', 'config.json', 'data', 'loss.png', 'metrics.jsonl', 'predictions.png']);
     const lines = readFileSync(join(dir, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
     const trainLines = lines.filter((l) => l['split'] === 'train');
     const valLines = lines.filter((l) => l['split'] === 'val');

@@ -14,7 +14,7 @@ import { learningRate, type TrainConfig } from './config.js';
 import { saveCheckpoint } from './checkpoint.js';
 import { NonFiniteLossError } from './errors.js';
 import { InkModel, patchBatch, type PatchBatch } from './model.js';
-import { writeLineChartPng } from './plot.js';
+import { writeInkPanelsPng, writeLineChartPng } from './plot.js';
 import { Progress } from './progress.js';
 
 /** One `metrics.jsonl` record. */
@@ -32,6 +32,8 @@ export interface TrainResult {
   validation: MetricsRecord[];
   checkpoint: string;
   lossCurvePng: string;
+  /** Middle slices of validation patches: image, label, prediction, overlay. */
+  predictionsPng: string;
   /** Mean seconds per step over the run. */
   secondsPerStep: number;
 }
@@ -147,6 +149,7 @@ export async function train(c: TrainConfig, options: TrainOptions = {}): Promise
   let lastCheckpoint: string | undefined;
   const t0 = performance.now();
 
+  const predictionsPng = join(runDir, 'predictions.png');
   const validate = async (step: number): Promise<void> => {
     const probs: Float32Array[] = [];
     const labels: Uint8Array[] = [];
@@ -164,6 +167,17 @@ export async function train(c: TrainConfig, options: TrainOptions = {}): Promise
     }
     const prob = concatF32(probs);
     const label = concatU8(labels);
+    const first = valBatches[0];
+    if (first) {
+      const [pd, ph, pw] = c.model.patch;
+      const b = first.inkLabels.length / (pd * ph * pw);
+      await writeInkPanelsPng(predictionsPng, {
+        image: first.image,
+        label: first.inkLabels,
+        prob: (probs[0] as Float32Array).subarray(0, first.inkLabels.length),
+        shape: [b, pd, ph, pw],
+      });
+    }
     const m = inkMetrics(prob, label);
     const rec: MetricsRecord = {
       step,
@@ -262,7 +276,7 @@ export async function train(c: TrainConfig, options: TrainOptions = {}): Promise
   );
   optimizer.dispose();
   model.dispose();
-  return { runDir, backend, history, validation, checkpoint: ckptDir, lossCurvePng, secondsPerStep };
+  return { runDir, backend, history, validation, checkpoint: ckptDir, lossCurvePng, predictionsPng, secondsPerStep };
 }
 
 function concatF32(parts: Float32Array[]): Float32Array {
