@@ -9,7 +9,6 @@ import {
   geometryLoss,
   normalAngularError,
   resolveGeometryHeadConfig,
-  unpatchifyCells,
   type TokenGrid,
 } from './index.js';
 
@@ -95,26 +94,6 @@ describe('GeometryHead', () => {
       }, `geometry head on ${backend}`);
       head.dispose();
     }
-  });
-
-  it('unpatchifyCells is the exact inverse of cutting a volume into cells', async () => {
-    await useBackend('cpu');
-    const grid = gridOf([4, 6, 8], [2, 3, 4]);
-    const [D, H, W] = grid.inputShape;
-    const vol = Float32Array.from({ length: 2 * D * H * W }, (_, i) => i);
-    // cells[t, k] = vol at (cell origin + in-cell offset k), by direct indexing.
-    const cells = new Float32Array(vol.length);
-    let o = 0;
-    for (let b = 0; b < 2; b++)
-      for (let tz = 0; tz < 2; tz++)
-        for (let ty = 0; ty < 2; ty++)
-          for (let tx = 0; tx < 2; tx++)
-            for (let z = 0; z < 2; z++)
-              for (let y = 0; y < 3; y++)
-                for (let x = 0; x < 4; x++) cells[o++] = vol[((b * D + tz * 2 + z) * H + ty * 3 + y) * W + tx * 4 + x]!;
-    const out = tf.tidy(() => unpatchifyCells(tf.tensor2d(cells, [16, 24]), 2, grid));
-    expect(Array.from(await out.data())).toEqual(Array.from(vol));
-    out.dispose();
   });
 
   it('geometryLoss matches float64 definitions; every variable gets a gradient; training lowers it', async () => {

@@ -9,7 +9,9 @@ export {
   type GeometryHeadConfigInput,
 } from './config.js';
 export { GeometryHeadConfigError, GeometryInputError } from './errors.js';
-export { SeparableSmoothing, unpatchifyCells, type TokenGrid } from './upsample.js';
+// The voxel decoder's building blocks live in @goe/tf (shared with the other per-voxel head); re-exported
+// here because they are part of this package's contract.
+export { SeparableSmoothing, unpatchifyCells, type TokenGrid } from '@goe/tf';
 export {
   GeometryHead,
   geometryLoss,

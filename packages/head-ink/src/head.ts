@@ -5,10 +5,9 @@
  *
  * Legend: B batch, N tokens, d width, cv voxels per cell, D/H/W volume.
  */
-import { LayerNorm, Linear, Module, gelu, tf, type Rng } from '@goe/tf';
+import { LayerNorm, Linear, Module, SeparableSmoothing, gelu, tf, unpatchifyCells, type Rng, type TokenGrid } from '@goe/tf';
 import type { InkHeadConfig } from './config.js';
 import { InkInputError } from './errors.js';
-import { SeparableSmoothing, unpatchifyCells, type TokenGrid } from './upsample.js';
 
 export class InkHead extends Module {
   readonly norm: LayerNorm | undefined;

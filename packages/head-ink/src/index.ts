@@ -3,7 +3,9 @@
  */
 export { INK_HEAD_DEFAULTS, resolveInkHeadConfig, type InkHeadConfig, type InkHeadConfigInput } from './config.js';
 export { InkHeadConfigError, InkInputError } from './errors.js';
-export { SeparableSmoothing, unpatchifyCells, type TokenGrid } from './upsample.js';
+// The voxel decoder's building blocks live in @goe/tf (shared with the other per-voxel head); re-exported
+// here because they are part of this package's contract.
+export { SeparableSmoothing, unpatchifyCells, type TokenGrid } from '@goe/tf';
 export { InkHead } from './head.js';
 export { inkLoss, type InkLoss, type InkLossOptions } from './loss.js';
 export {

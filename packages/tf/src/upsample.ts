@@ -1,12 +1,14 @@
 /**
- * From token rows back to voxels: the learned "unpatchify" decoder's data movement, and a learned
- * separable 3-tap smoothing. Both on rank-2/3/4 views (rank-5+ ops are slow on wasm and some are wrong
- * on WebGPU, FACTS.md).
+ * From token rows back to voxels, shared by the heads that predict per voxel (ink, sheet geometry): the
+ * learned "unpatchify" decoder's data movement, and a learned separable 3-tap smoothing. Both on rank-2/3/4 views (rank-5+ ops are slow on wasm and
+ * some are wrong on WebGPU, FACTS.md).
  *
  * Legend: B batch, [gd, gh, gw] token grid, [cz, cy, cx] cell, N tokens, cv = cz·cy·cx,
  * D/H/W = volume size (z, y, x).
  */
-import { Module, tf, type Rng } from '@goe/tf';
+import * as tf from '@tensorflow/tfjs-core';
+import { Module } from './module.js';
+import type { Rng } from './rng.js';
 
 /** How a `[B, D, H, W]` volume is cut into `N = gd * gh * gw` tokens (the volume stem's grid). */
 export interface TokenGrid {
