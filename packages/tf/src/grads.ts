@@ -236,6 +236,9 @@ grads.push({
     return {
       t: () => tf.mul(g, tf.cast(c, 'float32')),
       e: () => tf.mul(g, tf.cast(tf.logicalNot(tf.cast(c, 'bool')), 'float32')),
+      // The condition is boolean: no gradient, but tfjs needs an entry when it was computed from a
+      // differentiated tensor (e.g. `a >= b`).
+      condition: () => zerosOf(c),
     };
   },
 });
@@ -510,8 +513,10 @@ grads.push({
     const axis = tf.util.parseAxisParam(attr<number>(attrs, 'axis'), x.shape)[0] as number;
     const batchDims = attr<number>(attrs, 'batchDims') ?? 0;
     const g = one(dy);
-    if (batchDims === 0) return { x: () => gatherGrad(x, indices, g, axis) };
+    // Integer indices get a zero entry: tfjs requires one when they derive from a differentiated tensor.
+    if (batchDims === 0) return { x: () => gatherGrad(x, indices, g, axis), indices: () => zerosOf(indices) };
     return {
+      indices: () => zerosOf(indices),
       x: () => {
         // Batched gather: one plain gather per element of the flattened batch dims.
         const bShape = x.shape.slice(0, batchDims);
@@ -537,6 +542,7 @@ grads.push({
     const ids = saved[0] as tf.Tensor;
     const g = one(dy);
     return {
+      segmentIds: () => zerosOf(ids),
       x: () => {
         // Rows whose id is outside [0, numSegments) were dropped: their gradient is 0.
         const n = g.shape[0] as number;
@@ -555,13 +561,16 @@ grads.push({
   gradFunc: (dy, saved) => {
     const [params, indices] = saved as [tf.Tensor, tf.Tensor];
     // params[idx] was copied to dy: add dy back at idx (scatterND sums repeated indices).
-    return { params: () => tf.scatterND(indices, f32(one(dy)), params.shape) };
+    return { params: () => tf.scatterND(indices, f32(one(dy)), params.shape), indices: () => zerosOf(indices) };
   },
 });
 grads.push({
   kernelName: 'ScatterNd',
   inputsToSave: ['indices'],
-  gradFunc: (dy, saved) => ({ updates: () => tf.gatherND(f32(one(dy)), saved[0] as tf.Tensor) }),
+  gradFunc: (dy, saved) => ({
+    updates: () => tf.gatherND(f32(one(dy)), saved[0] as tf.Tensor),
+    indices: () => zerosOf(saved[0] as tf.Tensor),
+  }),
 });
 grads.push({
   kernelName: 'TensorScatterUpdate',
@@ -573,6 +582,7 @@ grads.push({
       // Overwritten positions no longer depend on `tensor`.
       tensor: () => tf.mul(g, tf.sub(1, tf.minimum(tf.scatterND(indices, tf.ones(updates.shape), tensor.shape), 1))),
       updates: () => tf.gatherND(g, indices),
+      indices: () => zerosOf(indices),
     };
   },
 });

@@ -12,8 +12,8 @@
 import { describe, expect, it } from 'vitest';
 import * as tf from '@tensorflow/tfjs-core';
 import { useBackend, type BackendName } from './backend.js';
-// tfjs-core's Node entry registers no gradients; this must come after tfjs-core itself is loaded.
-import '@tensorflow/tfjs-core/dist/register_all_gradients';
+// tfjs-core's Node entry registers no gradients: @goe/tf's own (corrected) set is registered here.
+import './grads.js';
 import {
   OpArgumentError,
   attention,

@@ -799,6 +799,7 @@ const REPLACEMENTS: ReadonlyArray<{ name: string; kernel: tf.KernelFunc; why: st
   { name: 'UnsortedSegmentSum', kernel: unsortedSegmentSumKernel, why: 'missing (gather has no gradient)' },
   { name: 'Einsum', kernel: einsumKernel, why: 'missing' },
   { name: 'Conv2DBackpropFilter', kernel: viaCpu('Conv2DBackpropFilter'), why: 'missing (conv2d filter gradient)' },
+  { name: 'OneHot', kernel: viaCpu('OneHot'), why: 'dtype float32 writes int32 bit patterns (1 reads as 1.4e-45)' },
   { name: 'DepthwiseConv2dNativeBackpropFilter', kernel: viaCpu('DepthwiseConv2dNativeBackpropFilter'), why: 'missing' },
   { name: 'DepthwiseConv2dNativeBackpropInput', kernel: viaCpu('DepthwiseConv2dNativeBackpropInput'), why: 'missing' },
 ];
