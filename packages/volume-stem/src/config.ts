@@ -2,6 +2,7 @@
  * The volume stem's configuration: one typed object, every default in `VOLUME_STEM_DEFAULTS`, validated
  * by `resolveVolumeStemConfig` with errors that name the field, what it must be and what arrived.
  */
+import { configChecks } from '@goe/tf';
 import { VolumeStemConfigError } from './errors.js';
 
 /** Three sizes in (z, y, x) order. */
@@ -63,63 +64,27 @@ export const VOLUME_STEM_DEFAULTS: Readonly<VolumeStemConfig> = Object.freeze({
   descriptorEps: 1e-8,
 });
 
-function positiveInt(field: string, v: unknown, min = 1): number {
-  if (typeof v !== 'number' || !Number.isInteger(v) || v < min) {
-    throw new VolumeStemConfigError(field, `an integer >= ${min}`, v);
-  }
-  return v;
-}
-
-function positiveNumber(field: string, v: unknown): number {
-  if (typeof v !== 'number' || !Number.isFinite(v) || v <= 0) {
-    throw new VolumeStemConfigError(field, 'a finite number > 0', v);
-  }
-  return v;
-}
-
-function triple(field: string, v: unknown, each: (f: string, x: unknown) => number): Triple {
-  if (typeof v === 'number') {
-    const n = each(field, v);
-    return [n, n, n];
-  }
-  if (!Array.isArray(v) || v.length !== 3) throw new VolumeStemConfigError(field, 'a number or [z, y, x]', v);
-  return [each(`${field}[0]`, v[0]), each(`${field}[1]`, v[1]), each(`${field}[2]`, v[2])];
-}
-
-function oneOf<T extends string>(field: string, v: unknown, options: readonly T[]): T {
-  if (typeof v !== 'string' || !(options as readonly string[]).includes(v)) {
-    throw new VolumeStemConfigError(field, `one of ${options.map((o) => `'${o}'`).join(', ')}`, v);
-  }
-  return v as T;
-}
+const check = configChecks((field, expected, received) => new VolumeStemConfigError(field, expected, received));
 
 /**
  * Merges `partial` over `VOLUME_STEM_DEFAULTS` and validates every field.
  * @throws VolumeStemConfigError naming the first unknown key or bad value.
  */
 export function resolveVolumeStemConfig(partial: VolumeStemConfigInput = {}): VolumeStemConfig {
-  if (typeof partial !== 'object' || partial === null || Array.isArray(partial)) {
-    throw new VolumeStemConfigError('(config)', 'an object', partial);
-  }
-  for (const key of Object.keys(partial)) {
-    if (!(key in VOLUME_STEM_DEFAULTS)) {
-      throw new VolumeStemConfigError(key, `a known key (${Object.keys(VOLUME_STEM_DEFAULTS).join(', ')})`, key);
-    }
-  }
-  const p = { ...VOLUME_STEM_DEFAULTS, ...stripUndefined(partial) } as Record<string, unknown>;
+  const p = check.merge(VOLUME_STEM_DEFAULTS, partial);
   const cfg: VolumeStemConfig = {
-    d: positiveInt('d', p['d']),
-    da: positiveInt('da', p['da']),
-    cell: triple('cell', p['cell'], (f, x) => positiveInt(f, x)),
-    convChannels: positiveInt('convChannels', p['convChannels'], 0),
-    activation: oneOf('activation', p['activation'], ['silu', 'gelu', 'relu'] as const),
-    voxelSizeUm: triple('voxelSizeUm', p['voxelSizeUm'], positiveNumber),
-    pyramidLevel: positiveInt('pyramidLevel', p['pyramidLevel'], 0),
-    positional: oneOf('positional', p['positional'], ['sinusoidal', 'none'] as const),
-    minWavelengthUm: positiveNumber('minWavelengthUm', p['minWavelengthUm']),
-    maxWavelengthUm: positiveNumber('maxWavelengthUm', p['maxWavelengthUm']),
-    orientationDescriptors: bool('orientationDescriptors', p['orientationDescriptors']),
-    descriptorEps: positiveNumber('descriptorEps', p['descriptorEps']),
+    d: check.int('d', p['d'], 1),
+    da: check.int('da', p['da'], 1),
+    cell: check.triple('cell', p['cell'], (f, x) => check.int(f, x, 1)),
+    convChannels: check.int('convChannels', p['convChannels'], 0),
+    activation: check.oneOf('activation', p['activation'], ['silu', 'gelu', 'relu'] as const),
+    voxelSizeUm: check.triple('voxelSizeUm', p['voxelSizeUm'], (f, x) => check.above(f, x)),
+    pyramidLevel: check.int('pyramidLevel', p['pyramidLevel'], 0),
+    positional: check.oneOf('positional', p['positional'], ['sinusoidal', 'none'] as const),
+    minWavelengthUm: check.above('minWavelengthUm', p['minWavelengthUm']),
+    maxWavelengthUm: check.above('maxWavelengthUm', p['maxWavelengthUm']),
+    orientationDescriptors: check.bool('orientationDescriptors', p['orientationDescriptors']),
+    descriptorEps: check.above('descriptorEps', p['descriptorEps']),
   };
   if (cfg.maxWavelengthUm < cfg.minWavelengthUm) {
     throw new VolumeStemConfigError('maxWavelengthUm', `>= minWavelengthUm (${cfg.minWavelengthUm})`, cfg.maxWavelengthUm);
@@ -128,13 +93,4 @@ export function resolveVolumeStemConfig(partial: VolumeStemConfigInput = {}): Vo
     throw new VolumeStemConfigError('d', "at least 6 with positional 'sinusoidal' (sin and cos per axis)", cfg.d);
   }
   return cfg;
-}
-
-function bool(field: string, v: unknown): boolean {
-  if (typeof v !== 'boolean') throw new VolumeStemConfigError(field, 'true or false', v);
-  return v;
-}
-
-function stripUndefined(o: object): Record<string, unknown> {
-  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined));
 }

@@ -2,18 +2,12 @@
  * The token grid: which voxels each token covers. Tokens are the non-overlapping cells Ω_i of the
  * input (GoE draft eq. 2), numbered z-major: token i = (gz_i * gh + gy_i) * gw + gx_i.
  */
+import type { TokenGrid } from '@goe/tf';
 import type { Triple } from './config.js';
 import { VolumeStemInputError } from './errors.js';
 
-/** How a `[B, D, H, W]` volume is cut into `N = gd * gh * gw` tokens. */
-export interface TokenGrid {
-  /** Tokens per axis `[gd, gh, gw]`. */
-  dims: [number, number, number];
-  /** Voxels per token `[cz, cy, cx]`. */
-  cell: [number, number, number];
-  /** The volume the grid tiles, `[D, H, W]` voxels. */
-  inputShape: [number, number, number];
-}
+// The grid type is shared with the heads that map tokens back to voxels.
+export type { TokenGrid };
 
 /**
  * The grid that `cell` cuts a `[D, H, W]` volume into.
