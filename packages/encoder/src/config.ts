@@ -2,6 +2,7 @@
  * The encoder's configuration: one typed object, every default in `ENCODER_DEFAULTS`, validated by
  * `resolveEncoderConfig` with errors that name the field, what it must be and what arrived.
  */
+import { configChecks } from '@goe/tf';
 import { EncoderConfigError } from './errors.js';
 
 /** How the aux routing features are refined from the encoded tokens (draft eq. 7). */
@@ -43,10 +44,7 @@ export const ENCODER_DEFAULTS: Readonly<EncoderConfig> = Object.freeze({
   finalNorm: true,
 });
 
-function int(field: string, v: unknown, min: number): number {
-  if (typeof v !== 'number' || !Number.isInteger(v) || v < min) throw new EncoderConfigError(field, `an integer >= ${min}`, v);
-  return v;
-}
+const check = configChecks((field, expected, received) => new EncoderConfigError(field, expected, received));
 
 function prob(field: string, v: unknown): number {
   if (typeof v !== 'number' || !(v >= 0 && v < 1)) throw new EncoderConfigError(field, 'a number in [0, 1)', v);
@@ -58,21 +56,12 @@ function prob(field: string, v: unknown): number {
  * @throws EncoderConfigError naming the first unknown key or bad value.
  */
 export function resolveEncoderConfig(partial: EncoderConfigInput = {}): EncoderConfig {
-  if (typeof partial !== 'object' || partial === null || Array.isArray(partial)) {
-    throw new EncoderConfigError('(config)', 'an object', partial);
-  }
-  for (const key of Object.keys(partial)) {
-    if (!(key in ENCODER_DEFAULTS)) {
-      throw new EncoderConfigError(key, `a known key (${Object.keys(ENCODER_DEFAULTS).join(', ')})`, key);
-    }
-  }
-  const given = Object.fromEntries(Object.entries(partial).filter(([, v]) => v !== undefined));
-  const p = { ...ENCODER_DEFAULTS, ...given } as Record<string, unknown>;
+  const p = check.merge(ENCODER_DEFAULTS, partial);
   const cfg: EncoderConfig = {
-    d: int('d', p['d'], 1),
-    da: int('da', p['da'], 0),
-    depth: int('depth', p['depth'], 0),
-    heads: int('heads', p['heads'], 1),
+    d: check.int('d', p['d'], 1),
+    da: check.int('da', p['da'], 0),
+    depth: check.int('depth', p['depth'], 0),
+    heads: check.int('heads', p['heads'], 1),
     mlpRatio: ((): number => {
       const v = p['mlpRatio'];
       if (typeof v !== 'number' || !Number.isFinite(v) || v <= 0) throw new EncoderConfigError('mlpRatio', 'a number > 0', v);
@@ -85,11 +74,7 @@ export function resolveEncoderConfig(partial: EncoderConfigInput = {}): EncoderC
       if (v !== 'linear' && v !== 'none') throw new EncoderConfigError('auxRefine', "'linear' or 'none'", v);
       return v;
     })(),
-    finalNorm: ((): boolean => {
-      const v = p['finalNorm'];
-      if (typeof v !== 'boolean') throw new EncoderConfigError('finalNorm', 'true or false', v);
-      return v;
-    })(),
+    finalNorm: check.bool('finalNorm', p['finalNorm']),
   };
   if (cfg.d % cfg.heads !== 0) throw new EncoderConfigError('heads', `a divisor of d (${cfg.d})`, cfg.heads);
   if (Math.round(cfg.d * cfg.mlpRatio) < 1) throw new EncoderConfigError('mlpRatio', 'at least 1/d', cfg.mlpRatio);
