@@ -2,6 +2,7 @@
  * The GoE layer's configuration: one typed object, every default in `GOE_DEFAULTS`, validated by
  * `resolveGoeConfig` with errors that name the field, what it must be and what arrived.
  */
+import { configChecks } from '@goe/tf';
 import { GoeConfigError } from './errors.js';
 import { expertRegistry } from './experts.js';
 import { graphRegistry } from './graph.js';
@@ -96,24 +97,7 @@ const TOP_KEYS = [...Object.keys(GOE_DEFAULTS), 'expertDim', 'expertHidden'];
 const REG_KEYS = Object.keys(GOE_DEFAULTS.regularisers);
 const DISPATCH: readonly DispatchMode[] = ['auto', 'exact', 'dense'];
 
-function int(field: string, v: unknown, min: number): number {
-  if (typeof v !== 'number' || !Number.isInteger(v) || v < min) {
-    throw new GoeConfigError(field, `an integer >= ${min}`, v);
-  }
-  return v;
-}
-
-function num(field: string, v: unknown, min = -Infinity): number {
-  if (typeof v !== 'number' || !Number.isFinite(v) || v < min) {
-    throw new GoeConfigError(field, min === -Infinity ? 'a finite number' : `a finite number >= ${min}`, v);
-  }
-  return v;
-}
-
-function bool(field: string, v: unknown): boolean {
-  if (typeof v !== 'boolean') throw new GoeConfigError(field, 'true or false', v);
-  return v;
-}
+const check = configChecks((field, expected, received) => new GoeConfigError(field, expected, received));
 
 function key(field: string, v: unknown, known: readonly string[]): string {
   if (typeof v !== 'string' || !known.includes(v)) throw new GoeConfigError(field, `one of ${known.join(', ')}`, v);
@@ -140,35 +124,35 @@ export function resolveGoeConfig(partial: GoeConfigInput = {}): GoeConfig {
   const p = { ...GOE_DEFAULTS, ...partial } as Record<string, unknown>;
   const r = { ...GOE_DEFAULTS.regularisers, ...(regIn as Record<string, unknown>) };
 
-  const d = int('d', p['d'], 1);
-  const experts = int('experts', p['experts'], 1);
-  const k = int('k', p['k'], 1);
+  const d = check.int('d', p['d'], 1);
+  const experts = check.int('experts', p['experts'], 1);
+  const k = check.int('k', p['k'], 1);
   if (k > experts) throw new GoeConfigError('k', `<= experts (${experts})`, k);
-  const expertDim = int('expertDim', p['expertDim'] ?? d, 1);
+  const expertDim = check.int('expertDim', p['expertDim'] ?? d, 1);
   const cfg: GoeConfig = {
     d,
-    da: int('da', p['da'], 0),
+    da: check.int('da', p['da'], 0),
     experts,
     k,
-    cycles: int('cycles', p['cycles'], 1),
+    cycles: check.int('cycles', p['cycles'], 1),
     router: key('router', p['router'], routerRegistry.keys()),
     expert: key('expert', p['expert'], expertRegistry.keys()),
     graph: key('graph', p['graph'], graphRegistry.keys()),
     expertDim,
-    expertHidden: int('expertHidden', p['expertHidden'] ?? 2 * expertDim, 1),
-    graphGamma: num('graphGamma', p['graphGamma']),
-    graphEps: num('graphEps', p['graphEps'], 0),
-    messages: bool('messages', p['messages']),
-    renormalizeGates: bool('renormalizeGates', p['renormalizeGates']),
-    haltEps: num('haltEps', p['haltEps'], 0),
+    expertHidden: check.int('expertHidden', p['expertHidden'] ?? 2 * expertDim, 1),
+    graphGamma: check.finite('graphGamma', p['graphGamma']),
+    graphEps: check.finite('graphEps', p['graphEps'], 0),
+    messages: check.bool('messages', p['messages']),
+    renormalizeGates: check.bool('renormalizeGates', p['renormalizeGates']),
+    haltEps: check.finite('haltEps', p['haltEps'], 0),
     dispatch: key('dispatch', p['dispatch'], DISPATCH) as DispatchMode,
-    jitter: num('jitter', p['jitter'], 0),
+    jitter: check.finite('jitter', p['jitter'], 0),
     regularisers: {
-      balance: num('regularisers.balance', r.balance, 0),
-      entropy: num('regularisers.entropy', r.entropy, 0),
-      switchBalance: num('regularisers.switchBalance', r.switchBalance, 0),
-      zLoss: num('regularisers.zLoss', r.zLoss, 0),
-      halting: num('regularisers.halting', r.halting, 0),
+      balance: check.finite('regularisers.balance', r.balance, 0),
+      entropy: check.finite('regularisers.entropy', r.entropy, 0),
+      switchBalance: check.finite('regularisers.switchBalance', r.switchBalance, 0),
+      zLoss: check.finite('regularisers.zLoss', r.zLoss, 0),
+      halting: check.finite('regularisers.halting', r.halting, 0),
     },
   };
   if (cfg.graphGamma !== 0 && cfg.graphEps <= 0) {

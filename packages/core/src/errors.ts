@@ -2,34 +2,21 @@
  * Typed errors of @goe/core. Each names the offending field or input so that a bad config or a
  * mis-shaped tensor never produces a silent wrong answer.
  */
+import { ConfigFieldError, InputShapeError } from '@goe/tf';
 
 /** A GoE config field has an unknown name or a bad value. */
-export class GoeConfigError extends Error {
+export class GoeConfigError extends ConfigFieldError {
   override readonly name = 'GoeConfigError';
-  constructor(
-    /** Dotted path of the field, e.g. `k` or `regularisers.balance`. */
-    readonly field: string,
-    /** What the field must be, in words. */
-    readonly expected: string,
-    /** What arrived. */
-    readonly received: unknown,
-    options?: { cause?: unknown },
-  ) {
-    super(`GoE config: '${field}' must be ${expected}; got ${describe(received)}`, options);
+  constructor(field: string, expected: string, received: unknown, options?: { cause?: unknown }) {
+    super('GoE', field, expected, received, options);
   }
 }
 
 /** A tensor handed to a GoE layer has the wrong shape or dtype. */
-export class GoeInputError extends Error {
+export class GoeInputError extends InputShapeError {
   override readonly name = 'GoeInputError';
-  constructor(
-    /** Which input, e.g. `tokens` or `aux`. */
-    readonly input: string,
-    readonly expected: string,
-    readonly received: string,
-    options?: { cause?: unknown },
-  ) {
-    super(`GoE input '${input}': expected ${expected}, got ${received}`, options);
+  constructor(input: string, expected: string, received: string, options?: { cause?: unknown }) {
+    super('GoE', input, expected, received, options);
   }
 }
 
@@ -42,15 +29,5 @@ export class RegistryError extends Error {
     message: string,
   ) {
     super(`${registry} registry, '${key}': ${message}`);
-  }
-}
-
-function describe(v: unknown): string {
-  if (typeof v === 'string') return `'${v}'`;
-  if (v === undefined) return 'undefined';
-  try {
-    return JSON.stringify(v) ?? String(v);
-  } catch {
-    return String(v);
   }
 }
