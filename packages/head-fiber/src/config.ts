@@ -2,6 +2,7 @@
  * The fiber head's configuration: one typed object, every default in `FIBER_HEAD_DEFAULTS`, validated by
  * `resolveFiberHeadConfig` with errors that name the field, what it must be and what arrived.
  */
+import { configChecks } from '@goe/tf';
 import { FiberHeadConfigError } from './errors.js';
 
 export interface FiberHeadConfig {
@@ -25,28 +26,15 @@ export const FIBER_HEAD_DEFAULTS: Readonly<FiberHeadConfig> = Object.freeze({
   eps: 1e-8,
 });
 
+const check = configChecks((field, expected, received) => new FiberHeadConfigError(field, expected, received));
+
 /**
  * Merges `partial` over `FIBER_HEAD_DEFAULTS` and validates every field.
  * @throws FiberHeadConfigError naming the first unknown key or bad value.
  */
 export function resolveFiberHeadConfig(partial: FiberHeadConfigInput = {}): FiberHeadConfig {
-  if (typeof partial !== 'object' || partial === null || Array.isArray(partial)) {
-    throw new FiberHeadConfigError('(config)', 'an object', partial);
-  }
-  for (const key of Object.keys(partial)) {
-    if (!(key in FIBER_HEAD_DEFAULTS)) {
-      throw new FiberHeadConfigError(key, `a known key (${Object.keys(FIBER_HEAD_DEFAULTS).join(', ')})`, key);
-    }
-  }
-  const given = Object.fromEntries(Object.entries(partial).filter(([, v]) => v !== undefined));
-  const p = { ...FIBER_HEAD_DEFAULTS, ...given } as Record<string, unknown>;
-  const int = (field: string, min: number): number => {
-    const v = p[field];
-    if (typeof v !== 'number' || !Number.isInteger(v) || v < min) throw new FiberHeadConfigError(field, `an integer >= ${min}`, v);
-    return v;
-  };
-  if (typeof p['norm'] !== 'boolean') throw new FiberHeadConfigError('norm', 'true or false', p['norm']);
-  const eps = p['eps'];
-  if (typeof eps !== 'number' || !(eps > 0) || !Number.isFinite(eps)) throw new FiberHeadConfigError('eps', 'a finite number > 0', eps);
-  return { d: int('d', 1), norm: p['norm'], hidden: int('hidden', 0), eps };
+  const p = check.merge(FIBER_HEAD_DEFAULTS, partial);
+  const norm = check.bool('norm', p['norm']);
+  const eps = check.above('eps', p['eps']);
+  return { d: check.int('d', p['d'], 1), norm, hidden: check.int('hidden', p['hidden'], 0), eps };
 }

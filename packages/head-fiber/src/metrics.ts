@@ -11,6 +11,7 @@
  *
  * Directions are (z, y, x); arrays are row-major, 3 values per row.
  */
+import type { TokenGrid } from '@goe/tf';
 import { FiberInputError } from './errors.js';
 
 export interface AngularError {
@@ -123,12 +124,8 @@ export function symmetricEigen3(m: ArrayLike<number>): SymmetricEigen3 {
   };
 }
 
-/** A token grid (the volume stem's): `dims` tokens per axis, `cell` voxels per token, `inputShape` [D, H, W]. */
-export interface TokenGrid {
-  dims: [number, number, number];
-  cell: [number, number, number];
-  inputShape: [number, number, number];
-}
+// The token grid (the volume stem's): `dims` tokens per axis, `cell` voxels per token, `inputShape` [D, H, W].
+export type { TokenGrid };
 
 export interface FiberTargets {
   /** `[B*N*3]` unit directions (z, y, x); zero where unlabelled. */

@@ -3,6 +3,7 @@
  * validated by `resolveGeometryHeadConfig` with errors that name the field, what it must be and what
  * arrived.
  */
+import { configChecks } from '@goe/tf';
 import { GeometryHeadConfigError } from './errors.js';
 
 export interface GeometryHeadConfig {
@@ -32,41 +33,21 @@ export const GEOMETRY_HEAD_DEFAULTS: Readonly<GeometryHeadConfig> = Object.freez
   normals: true,
 });
 
+const check = configChecks((field, expected, received) => new GeometryHeadConfigError(field, expected, received));
+
 /**
  * Merges `partial` over `GEOMETRY_HEAD_DEFAULTS` and validates every field.
  * @throws GeometryHeadConfigError naming the first unknown key or bad value.
  */
 export function resolveGeometryHeadConfig(partial: GeometryHeadConfigInput = {}): GeometryHeadConfig {
-  if (typeof partial !== 'object' || partial === null || Array.isArray(partial)) {
-    throw new GeometryHeadConfigError('(config)', 'an object', partial);
-  }
-  for (const key of Object.keys(partial)) {
-    if (!(key in GEOMETRY_HEAD_DEFAULTS)) {
-      throw new GeometryHeadConfigError(key, `a known key (${Object.keys(GEOMETRY_HEAD_DEFAULTS).join(', ')})`, key);
-    }
-  }
-  const given = Object.fromEntries(Object.entries(partial).filter(([, v]) => v !== undefined));
-  const p = { ...GEOMETRY_HEAD_DEFAULTS, ...given } as Record<string, unknown>;
-  const int = (field: string, v: unknown, min: number): number => {
-    if (typeof v !== 'number' || !Number.isInteger(v) || v < min) throw new GeometryHeadConfigError(field, `an integer >= ${min}`, v);
-    return v;
-  };
-  const bool = (field: string): boolean => {
-    const v = p[field];
-    if (typeof v !== 'boolean') throw new GeometryHeadConfigError(field, 'true or false', v);
-    return v;
-  };
-  const c = p['cell'];
-  let cell: [number, number, number];
-  if (typeof c === 'number') cell = [int('cell', c, 1), c, c];
-  else if (Array.isArray(c) && c.length === 3) cell = [int('cell[0]', c[0], 1), int('cell[1]', c[1], 1), int('cell[2]', c[2], 1)];
-  else throw new GeometryHeadConfigError('cell', 'a number or [cz, cy, cx]', c);
+  const p = check.merge(GEOMETRY_HEAD_DEFAULTS, partial);
+  const cell = check.triple('cell', p['cell'], (f, v) => check.int(f, v, 1), '[cz, cy, cx]');
   return {
-    d: int('d', p['d'], 1),
+    d: check.int('d', p['d'], 1),
     cell,
-    norm: bool('norm'),
-    hidden: int('hidden', p['hidden'], 0),
-    smoothing: bool('smoothing'),
-    normals: bool('normals'),
+    norm: check.bool('norm', p['norm']),
+    hidden: check.int('hidden', p['hidden'], 0),
+    smoothing: check.bool('smoothing', p['smoothing']),
+    normals: check.bool('normals', p['normals']),
   };
 }
