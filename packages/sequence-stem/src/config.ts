@@ -2,6 +2,7 @@
  * Configuration of the sequence stem: one typed object, every default in `SEQUENCE_STEM_DEFAULTS`,
  * validated with errors that name the field.
  */
+import { ConfigFieldError, InputShapeError, configChecks } from '@goe/tf';
 
 export interface SequenceStemConfig {
   /** Token width d. */
@@ -34,37 +35,24 @@ export const SEQUENCE_STEM_DEFAULTS: Readonly<SequenceStemConfig> = Object.freez
 });
 
 /** A sequence-stem config field has an unknown name or a bad value. */
-export class SequenceStemConfigError extends Error {
+export class SequenceStemConfigError extends ConfigFieldError {
   override readonly name = 'SequenceStemConfigError';
-  constructor(
-    readonly field: string,
-    readonly expected: string,
-    readonly received: unknown,
-    options?: { cause?: unknown },
-  ) {
-    super(`sequence-stem config: '${field}' must be ${expected}; got ${JSON.stringify(received) ?? String(received)}`, options);
+  constructor(field: string, expected: string, received: unknown, options?: { cause?: unknown }) {
+    super('sequence-stem', field, expected, received, options);
   }
 }
 
 /** Input handed to the stem has the wrong shape, dtype or values. */
-export class SequenceStemInputError extends Error {
+export class SequenceStemInputError extends InputShapeError {
   override readonly name = 'SequenceStemInputError';
-  constructor(
-    readonly input: string,
-    readonly expected: string,
-    readonly received: string,
-    options?: { cause?: unknown },
-  ) {
-    super(`sequence-stem input '${input}': expected ${expected}, got ${received}`, options);
+  constructor(input: string, expected: string, received: string, options?: { cause?: unknown }) {
+    super('sequence-stem', input, expected, received, options);
   }
 }
 
 const KEYS = Object.keys(SEQUENCE_STEM_DEFAULTS);
 
-function int(field: string, v: unknown, min: number): number {
-  if (typeof v !== 'number' || !Number.isInteger(v) || v < min) throw new SequenceStemConfigError(field, `an integer >= ${min}`, v);
-  return v;
-}
+const check = configChecks((field, expected, received) => new SequenceStemConfigError(field, expected, received));
 
 /** Fills defaults and validates; throws `SequenceStemConfigError` naming the field. */
 export function resolveSequenceStemConfig(partial: Partial<SequenceStemConfig> = {}): SequenceStemConfig {
@@ -73,18 +61,16 @@ export function resolveSequenceStemConfig(partial: Partial<SequenceStemConfig> =
     if (!KEYS.includes(k)) throw new SequenceStemConfigError(k, `a known key (${KEYS.join(', ')})`, 'unknown key');
   }
   const p = { ...SEQUENCE_STEM_DEFAULTS, ...partial };
-  if (typeof p.causal !== 'boolean') throw new SequenceStemConfigError('causal', 'true or false', p.causal);
-  if (typeof p.positionBase !== 'number' || !Number.isFinite(p.positionBase) || p.positionBase <= 1) {
-    throw new SequenceStemConfigError('positionBase', 'a finite number > 1', p.positionBase);
-  }
+  const causal = check.bool('causal', p.causal);
+  const positionBase = check.above('positionBase', p.positionBase, 1);
   return {
-    d: int('d', p.d, 1),
-    da: int('da', p.da, 0),
-    kernel: int('kernel', p.kernel, 1),
-    layers: int('layers', p.layers, 0),
-    causal: p.causal,
-    auxWindow: int('auxWindow', p.auxWindow, 1),
-    auxKeyDim: int('auxKeyDim', p.auxKeyDim, 1),
-    positionBase: p.positionBase,
+    d: check.int('d', p.d, 1),
+    da: check.int('da', p.da, 0),
+    kernel: check.int('kernel', p.kernel, 1),
+    layers: check.int('layers', p.layers, 0),
+    causal,
+    auxWindow: check.int('auxWindow', p.auxWindow, 1),
+    auxKeyDim: check.int('auxKeyDim', p.auxKeyDim, 1),
+    positionBase,
   };
 }
