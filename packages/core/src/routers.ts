@@ -49,6 +49,25 @@ export abstract class Router extends Module {
 export type RouterFactory = (config: GoeConfig, rng: Rng) => Router;
 
 /**
+ * A router whose logits are one linear map of the routing descriptor, `W_r r + b_r` `[R, M]` (every
+ * built-in router); the subclasses differ in bias, selection and slot count.
+ */
+export abstract class LinearRouter extends Router {
+  readonly slots: number;
+  /** W_r, b_r: `[d + da] -> [M]`. */
+  readonly proj: Linear;
+  constructor(
+    readonly config: GoeConfig,
+    slots: number,
+    rng: Rng,
+  ) {
+    super();
+    this.slots = slots;
+    this.proj = this.child('proj', new Linear(config.d + config.da, config.experts, rng));
+  }
+}
+
+/**
  * Gates from a selection: the kept probabilities, renormalised over the kept experts when asked.
  * @param probs `[R, M]` @param ids `[R, s]` int32 (−1 = none)
  * @returns gates `[R, s]`, gateDist `[R, M]`
@@ -76,17 +95,10 @@ export function gatesFromSelection(
  * `scores = logits + γ log(ε + Aᵀ q^{k−1})`, so the expert graph biases entry toward the successors of
  * the experts the token used last cycle; `p = softmax(scores)`; keep the top k; renormalise.
  */
-export class GoeRouter extends Router {
+export class GoeRouter extends LinearRouter {
   readonly name: string = 'goe';
-  readonly slots: number;
-  readonly proj: Linear;
-  constructor(
-    readonly config: GoeConfig,
-    rng: Rng,
-  ) {
-    super();
-    this.slots = config.k;
-    this.proj = this.child('proj', new Linear(config.d + config.da, config.experts, rng));
+  constructor(config: GoeConfig, rng: Rng) {
+    super(config, config.k, rng);
   }
 
   protected bias(input: RouteInput): tf.Tensor2D | null {
@@ -111,17 +123,10 @@ export class GoeRouter extends Router {
 }
 
 /** Every expert on every token, mixed by the full softmax (the dense-MoE baseline). */
-export class DenseRouter extends Router {
+export class DenseRouter extends LinearRouter {
   readonly name = 'dense';
-  readonly slots: number;
-  readonly proj: Linear;
-  constructor(
-    readonly config: GoeConfig,
-    rng: Rng,
-  ) {
-    super();
-    this.slots = config.experts;
-    this.proj = this.child('proj', new Linear(config.d + config.da, config.experts, rng));
+  constructor(config: GoeConfig, rng: Rng) {
+    super(config, config.experts, rng);
   }
 
   route(input: RouteInput): RouteOutput {
@@ -141,18 +146,11 @@ export class DenseRouter extends Router {
  * optional renormalisation; during training, multiplicative jitter `r ⊙ U(1−j, 1+j)` (Switch
  * Transformer §2.4), drawn from the router's own seeded generator.
  */
-export class TopKRouter extends Router {
+export class TopKRouter extends LinearRouter {
   readonly name = 'topk';
-  readonly slots: number;
-  readonly proj: Linear;
   private readonly noise: Rng;
-  constructor(
-    readonly config: GoeConfig,
-    rng: Rng,
-  ) {
-    super();
-    this.slots = config.k;
-    this.proj = this.child('proj', new Linear(config.d + config.da, config.experts, rng));
+  constructor(config: GoeConfig, rng: Rng) {
+    super(config, config.k, rng);
     this.noise = makeRng(Math.floor(rng.next() * 2 ** 31));
   }
 
