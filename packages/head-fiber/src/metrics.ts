@@ -11,17 +11,11 @@
  *
  * Directions are (z, y, x); arrays are row-major, 3 values per row.
  */
-import type { TokenGrid } from '@goe/tf';
+import { angularErrorStats, type AngleStats, type TokenGrid } from '@goe/tf';
 import { FiberInputError } from './errors.js';
 
-export interface AngularError {
-  /** Mean sign-free angle in degrees over counted rows (NaN when none). */
-  mean: number;
-  /** Median angle in degrees (NaN when none). */
-  median: number;
-  /** Rows counted (mask 1 and both vectors non-zero). */
-  count: number;
-}
+/** Mean and median sign-free angle in degrees, and the rows counted (mask 1 and both vectors non-zero). */
+export type AngularError = AngleStats;
 
 /**
  * Sign-free angle between directions: acos(|v·t| / (|v||t|)) in degrees, in [0, 90].
@@ -31,27 +25,7 @@ export interface AngularError {
  * @param mask `[M]`, 1 = counted (optional)
  */
 export function angularErrorDegrees(pred: ArrayLike<number>, target: ArrayLike<number>, mask?: ArrayLike<number>): AngularError {
-  if (pred.length % 3 !== 0 || target.length !== pred.length) {
-    throw new FiberInputError('target', `${pred.length} values (3 per row, as pred)`, `${target.length}`);
-  }
-  const M = pred.length / 3;
-  if (mask && mask.length !== M) throw new FiberInputError('mask', `${M} values`, `${mask.length}`);
-  const angles: number[] = [];
-  for (let i = 0; i < M; i++) {
-    if (mask && !(mask[i] as number)) continue;
-    const [a, b, c] = [pred[3 * i] as number, pred[3 * i + 1] as number, pred[3 * i + 2] as number];
-    const [x, y, z] = [target[3 * i] as number, target[3 * i + 1] as number, target[3 * i + 2] as number];
-    const nv = Math.hypot(a, b, c);
-    const nt = Math.hypot(x, y, z);
-    if (nv === 0 || nt === 0) continue;
-    const cos = Math.min(1, Math.abs(a * x + b * y + c * z) / (nv * nt));
-    angles.push((Math.acos(cos) * 180) / Math.PI);
-  }
-  if (angles.length === 0) return { mean: NaN, median: NaN, count: 0 };
-  angles.sort((p, q) => p - q);
-  const n = angles.length;
-  const median = n % 2 ? (angles[(n - 1) / 2] as number) : ((angles[n / 2 - 1] as number) + (angles[n / 2] as number)) / 2;
-  return { mean: angles.reduce((s, v) => s + v, 0) / n, median, count: n };
+  return angularErrorStats(pred, target, mask, { fail: (i, e, r) => new FiberInputError(i, e, r) });
 }
 
 export interface SymmetricEigen3 {

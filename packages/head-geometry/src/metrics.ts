@@ -1,6 +1,7 @@
 /**
  * Geometry metrics on the host in float64 (tfjs reductions lose precision over millions of voxels).
  */
+import { angularErrorStats, type AngleStats } from '@goe/tf';
 import { GeometryInputError } from './errors.js';
 
 /**
@@ -35,13 +36,8 @@ export function dice(
   return den === 0 ? 1 : (2 * tp) / den;
 }
 
-export interface NormalAngularError {
-  /** Mean angle in degrees over counted rows (NaN when none). */
-  mean: number;
-  /** Median angle in degrees (NaN when none). */
-  median: number;
-  count: number;
-}
+/** Mean and median angle in degrees, and the rows counted (mask 1 and both vectors non-zero). */
+export type NormalAngularError = AngleStats;
 
 /**
  * Angle between predicted and true normals in degrees: sign-free by default (n and −n are the same
@@ -57,26 +53,8 @@ export function normalAngularError(
   mask?: ArrayLike<number>,
   opts: { signed?: boolean } = {},
 ): NormalAngularError {
-  if (pred.length % 3 !== 0 || target.length !== pred.length) {
-    throw new GeometryInputError('target', `${pred.length} values (3 per row, as pred)`, `${target.length}`);
-  }
-  const M = pred.length / 3;
-  if (mask && mask.length !== M) throw new GeometryInputError('mask', `${M} values`, `${mask.length}`);
-  const angles: number[] = [];
-  for (let i = 0; i < M; i++) {
-    if (mask && !(mask[i] as number)) continue;
-    const a = [pred[3 * i] as number, pred[3 * i + 1] as number, pred[3 * i + 2] as number];
-    const t = [target[3 * i] as number, target[3 * i + 1] as number, target[3 * i + 2] as number];
-    const na = Math.hypot(a[0]!, a[1]!, a[2]!);
-    const nt = Math.hypot(t[0]!, t[1]!, t[2]!);
-    if (na === 0 || nt === 0) continue;
-    let c = (a[0]! * t[0]! + a[1]! * t[1]! + a[2]! * t[2]!) / (na * nt);
-    if (!opts.signed) c = Math.abs(c);
-    angles.push((Math.acos(Math.max(-1, Math.min(1, c))) * 180) / Math.PI);
-  }
-  if (angles.length === 0) return { mean: NaN, median: NaN, count: 0 };
-  angles.sort((p, q) => p - q);
-  const n = angles.length;
-  const median = n % 2 ? (angles[(n - 1) / 2] as number) : ((angles[n / 2 - 1] as number) + (angles[n / 2] as number)) / 2;
-  return { mean: angles.reduce((s, v) => s + v, 0) / n, median, count: n };
+  return angularErrorStats(pred, target, mask, {
+    signed: opts.signed ?? false,
+    fail: (i, e, r) => new GeometryInputError(i, e, r),
+  });
 }

@@ -56,3 +56,6 @@ export class InputShapeError extends Error {
     super(`${scope} input '${input}': expected ${expected}, got ${received}`, options);
   }
 }
+
+/** Builds the error a failed input check throws, e.g. `(i, e, r) => new FiberInputError(i, e, r)`. */
+export type InputErrorFactory = (input: string, expected: string, received: string) => Error;

@@ -77,6 +77,7 @@ export {
   type Triple,
 } from './ops.js';
 export { ADAM_DEFAULTS, Adam, type AdamConfig } from './optim.js';
-export { ConfigFieldError, InputShapeError, describeValue } from './errors.js';
+export { ConfigFieldError, InputShapeError, describeValue, type InputErrorFactory } from './errors.js';
 export { configChecks, type ConfigChecks, type ConfigErrorFactory } from './config-checks.js';
 export { SeparableSmoothing, unpatchifyCells, type TokenGrid } from './upsample.js';
+export { angularErrorStats, type AngleStats } from './angles.js';

@@ -1,0 +1,54 @@
+/**
+ * Angles between predicted and true 3-vectors on the host, in float64 (fibre directions, sheet
+ * normals): the metric behind the fiber and geometry heads' angular errors.
+ */
+import type { InputErrorFactory } from './errors.js';
+
+export interface AngleStats {
+  /** Mean angle in degrees over counted rows (NaN when none). */
+  mean: number;
+  /** Median angle in degrees (NaN when none). */
+  median: number;
+  /** Rows counted (mask 1 and both vectors non-zero). */
+  count: number;
+}
+
+/**
+ * Angle between `pred` and `target` rows in degrees: sign-free by default, acos(|v·t| / (|v||t|)) in
+ * [0°, 90°] (v and −v are the same direction or orientation); with `signed: true` the full [0°, 180°].
+ * Rows where either vector is zero are not counted.
+ *
+ * @param pred `[M*3]` vectors (any length)
+ * @param target `[M*3]`; a zero vector marks an unlabelled row
+ * @param mask `[M]`, 1 = counted (optional)
+ * @param opts.fail builds the caller's typed error for mis-sized `target` or `mask`
+ */
+export function angularErrorStats(
+  pred: ArrayLike<number>,
+  target: ArrayLike<number>,
+  mask: ArrayLike<number> | undefined,
+  opts: { signed?: boolean; fail: InputErrorFactory },
+): AngleStats {
+  if (pred.length % 3 !== 0 || target.length !== pred.length) {
+    throw opts.fail('target', `${pred.length} values (3 per row, as pred)`, `${target.length}`);
+  }
+  const M = pred.length / 3;
+  if (mask && mask.length !== M) throw opts.fail('mask', `${M} values`, `${mask.length}`);
+  const angles: number[] = [];
+  for (let i = 0; i < M; i++) {
+    if (mask && !(mask[i] as number)) continue;
+    const [a, b, c] = [pred[3 * i] as number, pred[3 * i + 1] as number, pred[3 * i + 2] as number];
+    const [x, y, z] = [target[3 * i] as number, target[3 * i + 1] as number, target[3 * i + 2] as number];
+    const nv = Math.hypot(a, b, c);
+    const nt = Math.hypot(x, y, z);
+    if (nv === 0 || nt === 0) continue;
+    let cos = (a * x + b * y + c * z) / (nv * nt);
+    if (!opts.signed) cos = Math.abs(cos);
+    angles.push((Math.acos(Math.max(-1, Math.min(1, cos))) * 180) / Math.PI);
+  }
+  if (angles.length === 0) return { mean: NaN, median: NaN, count: 0 };
+  angles.sort((p, q) => p - q);
+  const n = angles.length;
+  const median = n % 2 ? (angles[(n - 1) / 2] as number) : ((angles[n / 2 - 1] as number) + (angles[n / 2] as number)) / 2;
+  return { mean: angles.reduce((s, v) => s + v, 0) / n, median, count: n };
+}
