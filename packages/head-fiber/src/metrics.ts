@@ -35,6 +35,17 @@ export interface SymmetricEigen3 {
   vectors: [[number, number, number], [number, number, number], [number, number, number]];
 }
 
+/** Columns p and q of a 3x3 `m` times the Jacobi rotation J: (m_kp, m_kq) <- (c m_kp − s m_kq, s m_kp + c m_kq). */
+function rotateColumns(m: number[][], p: number, q: number, c: number, s: number): void {
+  for (let k = 0; k < 3; k++) {
+    const row = m[k] as number[];
+    const mkp = row[p] as number;
+    const mkq = row[q] as number;
+    row[p] = c * mkp - s * mkq;
+    row[q] = s * mkp + c * mkq;
+  }
+}
+
 /**
  * Eigen-decomposition of a symmetric 3x3 matrix by cyclic Jacobi rotations (float64, to ~1e-15).
  * @param m (a00, a11, a22, a01, a02, a12)
@@ -66,13 +77,8 @@ export function symmetricEigen3(m: ArrayLike<number>): SymmetricEigen3 {
       const t = (theta >= 0 ? 1 : -1) / (Math.abs(theta) + Math.sqrt(theta * theta + 1));
       const c = 1 / Math.sqrt(t * t + 1);
       const s = t * c;
-      for (let k = 0; k < 3; k++) {
-        const row = a[k] as number[];
-        const akp = row[p] as number;
-        const akq = row[q] as number;
-        row[p] = c * akp - s * akq;
-        row[q] = s * akp + c * akq;
-      }
+      rotateColumns(a, p, q, c, s); // A J
+      // Jᵀ (A J): rows p and q.
       const rp = a[p] as number[];
       const rq = a[q] as number[];
       for (let k = 0; k < 3; k++) {
@@ -81,13 +87,7 @@ export function symmetricEigen3(m: ArrayLike<number>): SymmetricEigen3 {
         rp[k] = c * apk - s * aqk;
         rq[k] = s * apk + c * aqk;
       }
-      for (let k = 0; k < 3; k++) {
-        const row = v[k] as number[];
-        const vkp = row[p] as number;
-        const vkq = row[q] as number;
-        row[p] = c * vkp - s * vkq;
-        row[q] = s * vkp + c * vkq;
-      }
+      rotateColumns(v, p, q, c, s); // V J: accumulates the eigenvectors
     }
   }
   const order = [0, 1, 2].sort((i, j) => A(j, j) - A(i, i));
