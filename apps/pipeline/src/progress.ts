@@ -12,6 +12,8 @@ export interface ProgressOptions {
   stream?: NodeJS.WriteStream;
   /** Print every N steps when not on a terminal. */
   every?: number;
+  /** What a step is called in the line (default 'step'). */
+  label?: string;
 }
 
 export function formatDuration(seconds: number): string {
@@ -42,10 +44,12 @@ export class Progress {
     const width = 20;
     const filled = Math.round((done / this.o.total) * width);
     const bar = `[${'#'.repeat(filled)}${'.'.repeat(width - filled)}]`;
+    const rateText = rate >= 1e5 ? `${(rate / 1e6).toFixed(2)} M` : `${rate.toFixed(1)} `;
     const vals = Object.entries(values)
       .map(([k, v]) => `${k} ${typeof v === 'number' ? (Math.abs(v) < 1e-3 && v !== 0 ? v.toExponential(2) : v.toFixed(4)) : v}`)
       .join(' | ');
-    return `${bar} step ${done}/${this.o.total} | ${vals} | ${rate.toFixed(1)} ${this.o.unit}/s | ${formatDuration(elapsed)} elapsed, ETA ${formatDuration(eta)}`;
+    const head = `${bar} ${this.o.label ?? 'step'} ${done}/${this.o.total}`;
+    return `${head}${vals ? ` | ${vals}` : ''} | ${rateText}${this.o.unit}/s | ${formatDuration(elapsed)} elapsed, ETA ${formatDuration(eta)}`;
   }
 
   update(done: number, values: Record<string, number | string>): void {

@@ -80,7 +80,14 @@ export async function segment(o: SegmentOptions): Promise<SegmentResult> {
   const progress =
     o.progressStream === null
       ? undefined
-      : new Progress({ total: origins.length, unit: 'tiles', perStep: 1, every: Math.max(1, Math.ceil(origins.length / 20)), stream: o.progressStream });
+      : new Progress({
+          total: origins.length,
+          label: 'tile',
+          unit: 'voxels',
+          perStep: n,
+          every: Math.max(1, Math.ceil(origins.length / 20)),
+          stream: o.progressStream,
+        });
   const t0 = performance.now();
   try {
     const dst = await createVolume(tmp, {
@@ -117,7 +124,7 @@ export async function segment(o: SegmentOptions): Promise<SegmentResult> {
             }
         await dst.write({ offset: origin, shape: inside }, tile);
       }
-      progress?.update(Math.min(i + batch, origins.length), { tiles: `${Math.min(i + batch, origins.length)}/${origins.length}` });
+      progress?.update(Math.min(i + batch, origins.length), {});
     }
     progress?.done();
     if (existsSync(out)) await rm(out, { recursive: true, force: true });
