@@ -32,10 +32,14 @@ function small(out: string, over: DeepPartial<TrainConfig> = {}): TrainConfig {
 }
 
 let run: TrainResult;
+const liveTensors: number[] = [];
 const root = mkdtempSync(join(tmpdir(), 'goe-train-'));
 
 beforeAll(async () => {
-  run = await train(small(join(root, 'run')), { progressStream: null });
+  run = await train(small(join(root, 'run')), {
+    progressStream: null,
+    onLog: () => void liveTensors.push(tf.memory().numTensors),
+  });
 });
 
 afterAll(async () => {
@@ -50,6 +54,12 @@ describe('goe train', () => {
     const head = losses.slice(0, 5).reduce((a, b) => a + b) / 5;
     const tail = losses.slice(-5).reduce((a, b) => a + b) / 5;
     expect(tail).toBeLessThan(0.8 * head);
+  });
+
+  it('holds no more tensors at the end of a step than after the first (no leaks)', () => {
+    expect(liveTensors).toHaveLength(40);
+    // Adam's moments appear on the first update; from then on the count must not grow.
+    expect(new Set(liveTensors.slice(1)).size).toBe(1);
   });
 
   it('writes the run folder: checkpoint, metrics.jsonl, loss.png, config', async () => {
