@@ -11,6 +11,7 @@ describe('public API', () => {
         "PatchSampler",
         "PngError",
         "ScrollIoOptionError",
+        "Tiler",
         "ZarrChunkError",
         "ZarrDtypeError",
         "ZarrError",
@@ -32,6 +33,7 @@ describe('public API', () => {
         "createVolume",
         "defaultChunkCache",
         "dtypeOf",
+        "gaussianWeights",
         "isDtype",
         "omeMultiscalesAttributes",
         "openGroup",
@@ -42,6 +44,7 @@ describe('public API', () => {
         "product",
         "readPng",
         "setGroupAttributes",
+        "tileRegion",
         "writePng",
       ]
     `);

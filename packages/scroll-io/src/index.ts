@@ -36,6 +36,7 @@ export {
 } from './ome.js';
 export { type PngImage, type PngShape, readPng, writePng } from './png.js';
 export { checkRegion, copyBox, product, type Region } from './region.js';
+export { gaussianWeights, type Tile, Tiler, type TilerOptions, tileRegion } from './tiler.js';
 export { type Patch, PatchSampler, type PatchSamplerOptions, type PatchSamplerState } from './sampler.js';
 export {
   createVolume,
