@@ -14,6 +14,25 @@ export {
   ZarrShapeMismatchError,
   ZarrUnsupportedError,
 } from './errors.js';
+export {
+  Fragment,
+  FRAGMENT_LAYOUTS,
+  FragmentError,
+  FragmentExistsError,
+  type FragmentImage,
+  type FragmentImageInput,
+  FragmentLayerMissingError,
+  type FragmentLayout,
+  FragmentLayoutError,
+  FragmentShapeError,
+  openFragment,
+  type OpenFragmentOptions,
+  writeFragment,
+  type WriteFragmentInput,
+  type WriteFragmentOptions,
+  writeTiffStack,
+  type WriteTiffStackOptions,
+} from './fragment.js';
 export { COMPRESSORS, type Compressor } from './metadata.js';
 export {
   createGroup,
@@ -36,6 +55,18 @@ export {
 } from './ome.js';
 export { type PngImage, type PngShape, readPng, writePng } from './png.js';
 export { checkRegion, copyBox, product, type Region } from './region.js';
+export {
+  encodeTiff16,
+  type PixelRect,
+  readTiffInfo,
+  readTiffWindow,
+  TIFF_COMPRESSIONS,
+  type TiffCompression,
+  TiffError,
+  type TiffInfo,
+  writeTiff16,
+  type WriteTiffOptions,
+} from './tiff.js';
 export { gaussianWeights, type Tile, Tiler, type TilerOptions, tileRegion } from './tiler.js';
 export { type Patch, PatchSampler, type PatchSamplerOptions, type PatchSamplerState } from './sampler.js';
 export {
