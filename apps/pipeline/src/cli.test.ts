@@ -3,6 +3,7 @@ import { mkdtempSync, writeFileSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { main } from './cli.js';
+import { createHash } from 'node:crypto';
 
 function capture() {
   const out: string[] = [];
@@ -67,5 +68,29 @@ describe('goe CLI', () => {
     expect(existsSync(written.image)).toBe(true);
     expect(await main(['synth', '--out', join(dir, 'b'), '--shape', '8,32'])).toBe(2);
     expect(c.err.join('\n')).toContain('--shape: expected D,H,W');
+  });
+
+  it('goe inspect prints metadata and region statistics as JSON; a bad --region is a usage error naming it', async () => {
+    const c = capture();
+    const fixture = join(import.meta.dirname, '..', '..', '..', 'packages', 'scroll-io', 'fixtures', 'zarr-python.zarr', 'u1_blosc_lz4');
+    expect(await main(['inspect', '--path', fixture, '--region', '1:3,2:5,0:4'])).toBe(0);
+    const info = JSON.parse(c.out.join('\n')) as { array: { shape: number[]; dtype: string }; region: { shape: number[]; min: number; max: number; mean: number; sha256: string } };
+    expect(info.array).toMatchObject({ shape: [6, 7, 9], dtype: 'uint8' });
+    // The fixture holds (z*131 + y*17 + x*3) % 251 (fixtures/make_fixtures.py).
+    const vals: number[] = [];
+    for (let z = 1; z < 3; z++) for (let y = 2; y < 5; y++) for (let x = 0; x < 4; x++) vals.push((z * 131 + y * 17 + x * 3) % 251);
+    expect(info.region.shape).toEqual([2, 3, 4]);
+    expect(info.region.min).toBe(Math.min(...vals));
+    expect(info.region.max).toBe(Math.max(...vals));
+    expect(info.region.mean).toBeCloseTo(vals.reduce((a, b) => a + b, 0) / vals.length, 10);
+    expect(info.region.sha256).toBe(createHash('sha256').update(Uint8Array.from(vals)).digest('hex'));
+    for (const bad of ['1:3,2:5', '1-3,2:5,0:4']) {
+      expect(await main(['inspect', '--path', fixture, '--region', bad])).toBe(2);
+      expect(c.err.at(-1)).toContain('--region');
+    }
+    expect(await main(['inspect', '--region', '0:1,0:1,0:1'])).toBe(2);
+    expect(c.err.at(-1)).toContain('--path: is required');
+    expect(await main(['inspect', '--path', join(fixture, 'missing')])).toBe(1);
+    expect(c.err.at(-1)).toContain('not found');
   });
 });

@@ -4,6 +4,7 @@
  */
 import { BACKEND_ORDER, BackendUnavailableError } from '@goe/tf';
 import { resolvePhantomConfig, writePhantom } from '@goe/phantom';
+import { inspectVolume, parseRegion, ScrollIoOptionError } from '@goe/scroll-io';
 import { readFile } from 'node:fs/promises';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { resolveTrainConfig, DEFAULT_TRAIN_CONFIG, type DeepPartial, type TrainConfig } from './config.js';
@@ -187,6 +188,32 @@ const commands: Record<string, Command> = {
       if (typeof v['preset'] === 'string') partial['preset'] = v['preset'];
       const written = await writePhantom(v['out'], resolvePhantomConfig(partial));
       console.log(JSON.stringify(written));
+      return 0;
+    },
+  },
+  inspect: {
+    summary: 'print a Zarr array or OME-Zarr group\'s metadata and, for a region, its statistics and SHA-256 as JSON',
+    usage: 'goe inspect --path VOL.zarr [--region z0:z1,y0:y1,x0:x1]',
+    options: {
+      path: { type: 'string' },
+      region: { type: 'string' },
+      help: { type: 'boolean', short: 'h' },
+    },
+    help: {
+      path: 'Zarr v2/v3 array or OME-Zarr group (local path or http(s) URL; a group reports its level 0)',
+      region: 'half-open voxel ranges per axis; prints shape, dtype, min, max, mean and the SHA-256 of its bytes (C order, little endian)',
+    },
+    async run(v) {
+      if (typeof v['path'] !== 'string') throw new ConfigError('--path', 'is required');
+      let region;
+      try {
+        region = typeof v['region'] === 'string' ? parseRegion(v['region']) : undefined;
+        console.log(JSON.stringify(await inspectVolume(v['path'], region), null, 2));
+      } catch (err) {
+        // Region syntax and rank problems are usage errors of --region; the rest are failures.
+        if (err instanceof ScrollIoOptionError && err.field === 'region') throw new ConfigError('--region', err.message.replace(/^option 'region': /, ''), { cause: err });
+        throw err;
+      }
       return 0;
     },
   },
