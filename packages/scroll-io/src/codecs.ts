@@ -1,0 +1,203 @@
+import { availableParallelism } from 'node:os';
+import { registry } from 'zarrita';
+import { bloscDecodedSize, CorruptChunkError, decodeNative, type NativeCodecName } from './decode-worker.js';
+import { ScrollIoOptionError } from './errors.js';
+import { DecodePool, DecodeWorkerError } from './pool.js';
+
+/** How chunk bytes are decoded (see {@link configureDecoding}). */
+export interface DecodingConfig {
+  /**
+   * Decode blosc (lz4, zstd, zlib inner codecs; byte shuffle), zstd, gzip and zlib with native code
+   * (lz4-napi, zstd-napi, node:zlib) instead of zarrita's WASM codecs, which are tens of times slower.
+   * Bit-shuffled blosc and the blosclz/snappy inner codecs always use the WASM codec. Default true.
+   */
+  native: boolean;
+  /** Worker threads for native decoding; 0 decodes in the calling thread. Default: number of cores. */
+  threads: number;
+  /**
+   * Chunks whose decoded size (blosc: from its header; others: estimated as 4x the compressed size)
+   * is below this many bytes decode in the calling thread: a round trip to a worker costs more than
+   * decoding them. Default 65536.
+   */
+  minPooledBytes: number;
+}
+
+const DEFAULTS: DecodingConfig = {
+  native: true,
+  threads: availableParallelism(),
+  minPooledBytes: 65536,
+};
+
+/**
+ * Fills in defaults and checks a partial {@link DecodingConfig}.
+ * @throws ScrollIoOptionError naming the field for unknown keys or bad values
+ */
+export function resolveDecodingConfig(partial: Partial<DecodingConfig> = {}): DecodingConfig {
+  for (const key of Object.keys(partial)) {
+    if (!(key in DEFAULTS)) throw new ScrollIoOptionError(key, `unknown decoding option (expected one of ${Object.keys(DEFAULTS).join(', ')})`);
+  }
+  const c = { ...DEFAULTS, ...partial };
+  if (typeof c.native !== 'boolean') throw new ScrollIoOptionError('native', `expected a boolean, received ${JSON.stringify(c.native)}`);
+  if (!Number.isSafeInteger(c.threads) || c.threads < 0) throw new ScrollIoOptionError('threads', `expected an integer >= 0, received ${JSON.stringify(c.threads)}`);
+  if (!Number.isSafeInteger(c.minPooledBytes) || c.minPooledBytes < 0) {
+    throw new ScrollIoOptionError('minPooledBytes', `expected an integer >= 0, received ${JSON.stringify(c.minPooledBytes)}`);
+  }
+  return c;
+}
+
+/** Counters of where chunks were decoded, for benchmarks and tests. */
+export interface DecodingStats {
+  /** Chunks decoded natively on a worker thread. */
+  pooled: number;
+  /** Chunks decoded natively in the calling thread. */
+  inThread: number;
+  /** Chunks decoded by zarrita's reference (WASM/JS) codec. */
+  reference: number;
+}
+
+let config = resolveDecodingConfig();
+let pool: DecodePool | null = null;
+const stats: DecodingStats = { pooled: 0, inThread: 0, reference: 0 };
+
+/**
+ * Sets how every reader in the process decodes chunks (the setting is process-wide, like the codec
+ * registry it plugs into). Options left out return to their defaults. A running worker pool is
+ * closed when the thread count changes.
+ */
+export async function configureDecoding(partial: Partial<DecodingConfig> = {}): Promise<DecodingConfig> {
+  const next = resolveDecodingConfig(partial);
+  if (pool && (pool.size !== next.threads || !next.native)) {
+    const old = pool;
+    pool = null;
+    await old.close();
+  }
+  config = next;
+  return { ...config };
+}
+
+/** The decoding configuration in force. */
+export function decodingConfig(): DecodingConfig {
+  return { ...config };
+}
+
+/** A copy of the process-wide decode counters. */
+export function decodingStats(): DecodingStats {
+  return { ...stats };
+}
+
+function activePool(): DecodePool | null {
+  if (config.threads === 0) return null;
+  pool ??= new DecodePool(config.threads);
+  return pool.available ? pool : null;
+}
+
+/**
+ * Decodes one chunk's bytes natively, on a worker when the chunk is large enough and workers work,
+ * else in this thread. Null when the reference codec must decode it.
+ */
+async function decodeFast(codec: NativeCodecName, bytes: Uint8Array): Promise<Uint8Array | null> {
+  if (!config.native) return null;
+  const decodedSize = codec === 'blosc' ? bloscDecodedSize(bytes) : bytes.length * 4;
+  const p = decodedSize >= config.minPooledBytes ? activePool() : null;
+  if (p) {
+    try {
+      const out = await p.decode(codec, bytes);
+      if (out) stats.pooled++;
+      return out;
+    } catch (err) {
+      if (err instanceof DecodeWorkerError && err.corrupt) throw new CorruptChunkError(err.message);
+      // The worker itself failed (the pool is now unavailable): decode here instead.
+    }
+  }
+  const out = decodeNative(codec, bytes);
+  if (out) stats.inThread++;
+  return out;
+}
+
+/** A bytes-to-bytes codec as zarrita calls it. */
+export interface ByteCodec {
+  kind?: string;
+  encode(data: Uint8Array): Uint8Array | Promise<Uint8Array>;
+  decode(data: Uint8Array): Uint8Array | Promise<Uint8Array>;
+}
+
+type Loader = () => Promise<{ fromConfig: (config: unknown, meta: never) => unknown }>;
+
+/**
+ * A zarrita codec class that decodes with {@link decodeFast} and leaves encoding (and whatever the
+ * native decoders do not handle) to the reference codec registered before it.
+ */
+function nativeCodecClass(codec: NativeCodecName, reference: Loader) {
+  return class NativeCodec {
+    readonly kind = 'bytes_to_bytes' as const;
+    readonly #config: unknown;
+    readonly #meta: unknown;
+    #reference: Promise<ByteCodec> | undefined;
+
+    constructor(cfg: unknown, meta: unknown) {
+      this.#config = cfg;
+      this.#meta = meta;
+    }
+
+    static fromConfig(cfg: unknown, meta: unknown): NativeCodec {
+      return new NativeCodec(cfg, meta);
+    }
+
+    #ref(): Promise<ByteCodec> {
+      this.#reference ??= reference().then((C) => C.fromConfig(this.#config, this.#meta as never) as ByteCodec);
+      return this.#reference;
+    }
+
+    async encode(data: Uint8Array): Promise<Uint8Array> {
+      return (await this.#ref()).encode(data);
+    }
+
+    async decode(data: Uint8Array): Promise<Uint8Array> {
+      const out = await decodeFast(codec, data);
+      if (out) return out;
+      stats.reference++;
+      return (await this.#ref()).decode(data);
+    }
+  };
+}
+
+const NATIVE: Record<string, NativeCodecName> = {
+  blosc: 'blosc',
+  'numcodecs.blosc': 'blosc',
+  zstd: 'zstd',
+  'numcodecs.zstd': 'zstd',
+  gzip: 'gzip',
+  'numcodecs.gzip': 'gzip',
+  zlib: 'zlib',
+  'numcodecs.zlib': 'zlib',
+};
+
+/** The codecs zarrita had registered before the native ones replaced them. */
+const references = new Map<string, Loader>();
+
+/**
+ * Replaces zarrita's blosc, zstd, gzip and zlib codecs (Zarr v3 names and numcodecs v2 names) with
+ * native decoders; idempotent. Called when this module loads, so importing the package is enough.
+ */
+export function registerNativeCodecs(): void {
+  for (const [name, codec] of Object.entries(NATIVE)) {
+    if (references.has(name)) continue;
+    const original = registry.get(name);
+    if (!original) continue;
+    references.set(name, original as Loader);
+    const Cls = nativeCodecClass(codec, original as Loader);
+    registry.set(name, () => Promise.resolve(Cls as never));
+  }
+}
+
+/**
+ * The codec zarrita registered under `name` before {@link registerNativeCodecs} (its WASM/JS codec):
+ * the reference the native decoders are checked against.
+ */
+export async function referenceCodec(name: string, cfg: unknown = {}): Promise<ByteCodec> {
+  const loader = references.get(name) ?? registry.get(name);
+  if (!loader) throw new Error(`codec ${name} is not registered in zarrita`);
+  return (await loader()).fromConfig(cfg, undefined as never) as ByteCodec;
+}
+
+registerNativeCodecs();

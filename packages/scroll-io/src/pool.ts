@@ -1,0 +1,153 @@
+import { availableParallelism } from 'node:os';
+import { Worker } from 'node:worker_threads';
+import type { NativeCodecName } from './decode-worker.js';
+
+/** Why a pooled decode failed inside the worker: the bytes are not a valid stream of the codec. */
+export class DecodeWorkerError extends Error {
+  /** True when the worker judged the bytes corrupt (false: the worker itself failed). */
+  readonly corrupt: boolean;
+  constructor(message: string, corrupt: boolean) {
+    super(message);
+    this.name = 'DecodeWorkerError';
+    this.corrupt = corrupt;
+  }
+}
+
+interface Job {
+  id: number;
+  codec: NativeCodecName;
+  bytes: Uint8Array;
+  resolve: (out: Uint8Array | null) => void;
+  reject: (err: Error) => void;
+}
+
+interface Slot {
+  worker: Worker;
+  job: Job | null;
+}
+
+interface Reply {
+  id: number;
+  out?: Uint8Array | null;
+  error?: string;
+  corrupt?: boolean;
+}
+
+const WORKER_URL = new URL('./decode-worker.js', import.meta.url);
+
+/**
+ * A pool of worker threads that decode chunk bytes with the native codecs of decode-worker.js, so
+ * that the reads of many chunks decode on every core while the main thread reads files and assembles
+ * regions. Workers start on first use and are unreferenced while idle, so an idle pool never keeps
+ * the process alive. When a worker cannot start (no worker support, worker file missing), the pool
+ * reports itself unavailable and callers decode in their own thread.
+ */
+export class DecodePool {
+  readonly size: number;
+  readonly #slots: Slot[] = [];
+  readonly #queue: Job[] = [];
+  #nextId = 0;
+  #broken = false;
+  #closed = false;
+
+  /** @param size most worker threads (default: the number of cores) */
+  constructor(size = availableParallelism()) {
+    this.size = Math.max(1, Math.floor(size));
+  }
+
+  /** False once a worker failed to start or the pool was closed: decode in-thread instead. */
+  get available(): boolean {
+    return !this.#broken && !this.#closed;
+  }
+
+  /** Jobs waiting for a free worker (not counting those being decoded). */
+  get queued(): number {
+    return this.#queue.length;
+  }
+
+  /** Worker threads started so far. */
+  get started(): number {
+    return this.#slots.length;
+  }
+
+  /**
+   * Decodes `bytes` with `codec` on a worker. The bytes are copied into the message (the caller keeps
+   * its buffer); the decoded result is transferred back without a copy.
+   * @returns the decoded bytes, or null when the codec configuration is left to the reference decoder
+   */
+  decode(codec: NativeCodecName, bytes: Uint8Array): Promise<Uint8Array | null> {
+    if (!this.available) return Promise.reject(new Error('decode pool is not available'));
+    return new Promise((resolve, reject) => {
+      this.#queue.push({ id: this.#nextId++, codec, bytes, resolve, reject });
+      this.#pump();
+    });
+  }
+
+  /** Stops every worker; pending jobs are rejected. */
+  async close(): Promise<void> {
+    this.#closed = true;
+    for (const job of this.#queue.splice(0)) job.reject(new Error('decode pool closed'));
+    await Promise.all(
+      this.#slots.splice(0).map((s) => {
+        s.job?.reject(new Error('decode pool closed'));
+        return s.worker.terminate();
+      }),
+    );
+  }
+
+  #pump(): void {
+    while (this.#queue.length > 0) {
+      let slot = this.#slots.find((s) => s.job === null);
+      if (!slot && this.#slots.length < this.size) slot = this.#spawn();
+      if (!slot) return;
+      const job = this.#queue.shift() as Job;
+      slot.job = job;
+      slot.worker.ref();
+      // A private copy to transfer: the caller's buffer may be a view into a larger shared one.
+      const copy = job.bytes.slice();
+      slot.worker.postMessage({ id: job.id, codec: job.codec, bytes: copy }, [copy.buffer]);
+    }
+  }
+
+  #spawn(): Slot | undefined {
+    let worker: Worker;
+    try {
+      // No inherited execArgv: the worker is plain JavaScript and needs none of the parent's loaders or flags.
+      worker = new Worker(WORKER_URL, { workerData: { role: 'goe-decode' }, execArgv: [] });
+    } catch {
+      this.#fail(new Error('decode worker could not start'));
+      return undefined;
+    }
+    const slot: Slot = { worker, job: null };
+    worker.on('message', (reply: Reply) => {
+      const job = slot.job;
+      if (!job || job.id !== reply.id) return;
+      slot.job = null;
+      worker.unref();
+      if (reply.error !== undefined) job.reject(new DecodeWorkerError(reply.error, reply.corrupt === true));
+      else job.resolve(reply.out ?? null);
+      this.#pump();
+    });
+    const lost = (err: Error) => {
+      const i = this.#slots.indexOf(slot);
+      if (i >= 0) this.#slots.splice(i, 1);
+      const job = slot.job;
+      slot.job = null;
+      // A worker that dies before answering anything means workers do not work here: stop using them.
+      if (job) {
+        this.#fail(err);
+        job.reject(new DecodeWorkerError(`decode worker failed: ${err.message}`, false));
+      }
+    };
+    worker.on('error', lost);
+    worker.on('exit', (code) => lost(new Error(`decode worker exited with code ${code}`)));
+    worker.unref();
+    this.#slots.push(slot);
+    return slot;
+  }
+
+  #fail(err: Error): void {
+    this.#broken = true;
+    for (const job of this.#queue.splice(0)) job.reject(new DecodeWorkerError(`decode worker failed: ${err.message}`, false));
+  }
+}
