@@ -1,5 +1,15 @@
 export { atomicWriteFile, type AtomicWriteOptions } from './atomic.js';
 export { ChunkCache, type ChunkCacheStats, defaultChunkCache } from './cache.js';
+export {
+  configureDecoding,
+  type DecodingConfig,
+  decodingConfig,
+  type DecodingStats,
+  decodingStats,
+  registerNativeCodecs,
+  resolveDecodingConfig,
+} from './codecs.js';
+export { DecodePool, DecodeWorkerError } from './pool.js';
 export { allocate, bytesPerElement, DTYPES, type Dtype, type DtypeArrayMap, dtypeOf, isDtype, type VolumeArray } from './dtype.js';
 export {
   PngError,

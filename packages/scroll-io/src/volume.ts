@@ -4,6 +4,8 @@ import type { AbsolutePath, AsyncReadable } from '@zarrita/storage';
 import * as zarr from 'zarrita';
 import { atomicWriteFile } from './atomic.js';
 import { ChunkCache, defaultChunkCache } from './cache.js';
+// Registers the native (and worker-thread) decoders in zarrita's codec registry before any array opens.
+import './codecs.js';
 import { allocate, describeType, type Dtype, type DtypeArrayMap, dtypeOf, isDtype, type VolumeArray } from './dtype.js';
 import { makeEncoder, type ChunkEncoder } from './encode.js';
 import {
