@@ -9,7 +9,18 @@ import { join } from 'node:path';
 import { ScrollIoOptionError } from './errors.js';
 import { type PngImage, readPng, writePng } from './png.js';
 import { checkRegion, mapLimit, type Region } from './region.js';
-import { checkGrey16, readTiffInfo, readTiffWindow, type TiffCompression, TIFF_COMPRESSIONS, writeTiff16 } from './tiff.js';
+import {
+  checkGrey16,
+  type RawStripLayout,
+  readRawStripLayout,
+  readRawStripWindow,
+  readTiffInfo,
+  readTiffWindow,
+  type TiffCompression,
+  TIFF_COMPRESSIONS,
+  TiffError,
+  writeTiff16,
+} from './tiff.js';
 import type { RegionData, Volume } from './volume.js';
 
 /** Sub-folders that hold the layers, in the order they are looked for. */
@@ -107,8 +118,10 @@ async function listLayers(layerDir: string): Promise<{ files: string[]; first: n
 }
 
 /**
- * A fragment folder read as a uint16 volume of shape `[layers, height, width]`. Reads decode only
- * the parts of the layer files a region touches; nothing is cached, so repeated reads decode again.
+ * A fragment folder read as a uint16 volume of shape `[layers, height, width]`. Reads touch only the
+ * parts of the layer files a region needs: uncompressed striped layers by positioned reads of the
+ * window's rows, compressed or tiled ones through libvips (only the strips/tiles touched). Nothing is
+ * cached, so repeated reads read again.
  */
 export class Fragment implements Volume {
   readonly path: string;
@@ -127,11 +140,14 @@ export class Fragment implements Volume {
   readonly inkLabelsPath?: string;
   readonly maskPath?: string;
   readonly #concurrency: number;
+  /** Per layer: the strip layout of an uncompressed page (read without a decoder), else undefined (libvips). */
+  readonly #raw: (RawStripLayout | undefined)[];
 
   private constructor(init: {
     path: string;
     layout: FragmentLayout;
     files: string[];
+    raw: (RawStripLayout | undefined)[];
     first: number;
     height: number;
     width: number;
@@ -148,6 +164,12 @@ export class Fragment implements Volume {
     this.inkLabelsPath = init.inkLabelsPath;
     this.maskPath = init.maskPath;
     this.#concurrency = init.concurrency;
+    this.#raw = init.raw;
+  }
+
+  /** Number of layers read without a decoder (uncompressed, striped), the rest go through libvips. */
+  get rawLayers(): number {
+    return this.#raw.filter((r) => r !== undefined).length;
   }
 
   /** See {@link openFragment}. */
@@ -173,10 +195,15 @@ export class Fragment implements Volume {
     const { files, first } = await listLayers(join(dir, layout));
     // Headers only: every layer must be 16-bit grey of the first layer's size.
     const infos = new Array<{ width: number; height: number }>(files.length);
+    const raw = new Array<RawStripLayout | undefined>(files.length);
     await mapLimit(files.keys(), 16, async (i) => {
       const info = await readTiffInfo(files[i]);
       checkGrey16(files[i], info);
       infos[i] = info;
+      raw[i] = await readRawStripLayout(files[i]);
+      if (raw[i] && (raw[i]!.width !== info.width || raw[i]!.height !== info.height)) {
+        throw new TiffError(files[i], `header says ${raw[i]!.width}x${raw[i]!.height}, libvips reads ${info.width}x${info.height}`);
+      }
     });
     const { width, height } = infos[0];
     for (let i = 1; i < files.length; i++) {
@@ -192,7 +219,7 @@ export class Fragment implements Volume {
       const png = await pngSize(p);
       if (png.width !== width || png.height !== height) throw new FragmentShapeError(p, [height, width], [png.height, png.width], `the layers (${files[0]})`);
     }
-    return new Fragment({ path: dir, layout, files, first, height, width, inkLabelsPath, maskPath, concurrency });
+    return new Fragment({ path: dir, layout, files, raw, first, height, width, inkLabelsPath, maskPath, concurrency });
   }
 
   /**
@@ -212,7 +239,9 @@ export class Fragment implements Volume {
       const rect = { left: lo[2], top: lo[1], width: hi[2] - lo[2], height: hi[1] - lo[1] };
       const layers = Array.from({ length: hi[0] - lo[0] }, (_, i) => lo[0] + i);
       await mapLimit(layers, this.#concurrency, async (layer) => {
-        const win = await readTiffWindow(this.layerFiles[layer], rect); // [rect.height, rect.width]
+        const raw = this.#raw[layer];
+        const file = this.layerFiles[layer];
+        const win = raw ? await readRawStripWindow(file, raw, rect) : await readTiffWindow(file, rect); // [rect.height, rect.width]
         const base = (layer - l0) * nh * nw + (lo[1] - y0) * nw + (lo[2] - x0);
         if (rect.width === nw) out.set(win, base);
         else for (let r = 0; r < rect.height; r++) out.set(win.subarray(r * rect.width, (r + 1) * rect.width), base + r * nw);

@@ -7,6 +7,7 @@
  * `.toColourspace('grey16').raw({ depth: 'ushort' })`, which the tests check is exact against files
  * written by tifffile and PIL.
  */
+import { type FileHandle, open } from 'node:fs/promises';
 import sharp, { type Metadata } from 'sharp';
 import { atomicWriteFile } from './atomic.js';
 import { ScrollIoOptionError } from './errors.js';
@@ -132,4 +133,155 @@ export async function writeTiff16(path: string, data: Uint16Array, width: number
     throw new TiffError(path, `cannot be encoded: ${(cause as Error).message}`, { cause });
   }
   await atomicWriteFile(path, bytes);
+}
+
+/**
+ * Where the pixels of an uncompressed, striped, 16-bit grey page lie in its file: enough to read any
+ * window with one positioned read per strip touched, without a decoder. libvips reads whole strips,
+ * and tifffile/PIL write uncompressed pages as a single strip, so without this a 64x64 window of a
+ * 2048² layer would cost as much as the layer.
+ */
+const HOST_LE = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
+
+export interface RawStripLayout {
+  width: number;
+  height: number;
+  rowsPerStrip: number;
+  /** Byte offset of each strip. */
+  offsets: number[];
+  littleEndian: boolean;
+  /** File size when the header was read: bytes past it mean the file was truncated or replaced. */
+  fileSize: number;
+}
+
+/**
+ * Parses the first IFD of a classic or Big TIFF and returns its strip layout when the page is
+ * uncompressed 16-bit unsigned grey in strips (the cases a raw read handles), else undefined.
+ */
+export async function readRawStripLayout(path: string): Promise<RawStripLayout | undefined> {
+  let fh: FileHandle;
+  try {
+    fh = await open(path, 'r');
+  } catch (cause) {
+    throw new TiffError(path, `cannot be read: ${(cause as Error).message}`, { cause });
+  }
+  try {
+    const fileSize = (await fh.stat()).size;
+    const read = async (pos: number, len: number): Promise<Buffer> => {
+      const buf = Buffer.alloc(len);
+      const { bytesRead } = await fh.read(buf, 0, len, pos);
+      if (bytesRead !== len) throw new TiffError(path, `is truncated: ${len} bytes wanted at offset ${pos}, file has ${fileSize}`);
+      return buf;
+    };
+    const head = await read(0, 16).catch(() => undefined);
+    if (!head) return undefined;
+    const order = head.toString('latin1', 0, 2);
+    if (order !== 'II' && order !== 'MM') return undefined;
+    const le = order === 'II';
+    const u16 = (b: Buffer, o: number) => (le ? b.readUInt16LE(o) : b.readUInt16BE(o));
+    const u32 = (b: Buffer, o: number) => (le ? b.readUInt32LE(o) : b.readUInt32BE(o));
+    const u64 = (b: Buffer, o: number) => Number(le ? b.readBigUInt64LE(o) : b.readBigUInt64BE(o));
+    const magic = u16(head, 2);
+    const big = magic === 43;
+    if (magic !== 42 && !big) return undefined;
+    const ifd = big ? u64(head, 8) : u32(head, 4);
+    const countBytes = big ? 8 : 2;
+    const entryBytes = big ? 20 : 12;
+    const n = big ? u64(await read(ifd, 8), 0) : u16(await read(ifd, 2), 0);
+    const entries = await read(ifd + countBytes, n * entryBytes);
+    const TYPE_BYTES: Record<number, number> = { 1: 1, 3: 2, 4: 4, 16: 8 };
+    /** Integer values of a tag (BYTE, SHORT, LONG, LONG8), read inline or from their offset. */
+    const values = async (e: number): Promise<number[]> => {
+      const type = u16(entries, e + 2);
+      const size = TYPE_BYTES[type];
+      if (size === undefined) throw new TiffError(path, `tag ${u16(entries, e)} has unsupported type ${type}`);
+      const count = big ? u64(entries, e + 4) : u32(entries, e + 4);
+      const inline = big ? 8 : 4;
+      const valueAt = e + (big ? 12 : 8);
+      const bytes = count * size;
+      const buf = bytes <= inline ? entries.subarray(valueAt, valueAt + bytes) : await read(big ? u64(entries, valueAt) : u32(entries, valueAt), bytes);
+      const out = new Array<number>(count);
+      for (let i = 0; i < count; i++) {
+        const o = i * size;
+        out[i] = size === 1 ? buf[o] : size === 2 ? u16(buf, o) : size === 4 ? u32(buf, o) : u64(buf, o);
+      }
+      return out;
+    };
+    const tags = new Map<number, number>();
+    for (let i = 0; i < n; i++) tags.set(u16(entries, i * entryBytes), i * entryBytes);
+    const first = async (tag: number, dflt?: number): Promise<number | undefined> => {
+      const e = tags.get(tag);
+      return e === undefined ? dflt : (await values(e))[0];
+    };
+    // 256 ImageWidth, 257 ImageLength, 258 BitsPerSample, 259 Compression, 277 SamplesPerPixel,
+    // 284 PlanarConfiguration, 339 SampleFormat, 322 TileWidth, 278 RowsPerStrip, 273 StripOffsets,
+    // 279 StripByteCounts (TIFF 6.0 section 8; BigTIFF adds LONG8).
+    const width = await first(256);
+    const height = await first(257);
+    if (width === undefined || height === undefined) return undefined;
+    if ((await first(258, 1)) !== 16 || (await first(259, 1)) !== 1 || (await first(277, 1)) !== 1) return undefined;
+    if ((await first(339, 1)) !== 1 || tags.has(322) || !tags.has(273) || !tags.has(279)) return undefined;
+    const rowsPerStrip = Math.min(height, (await first(278, height)) ?? height);
+    const offsets = await values(tags.get(273)!);
+    const counts = await values(tags.get(279)!);
+    const strips = Math.ceil(height / rowsPerStrip);
+    if (offsets.length !== strips || counts.length !== strips) {
+      throw new TiffError(path, `has ${offsets.length} strip offsets and ${counts.length} byte counts, ${height} rows in strips of ${rowsPerStrip} need ${strips}`);
+    }
+    for (let s = 0; s < strips; s++) {
+      const rows = Math.min(rowsPerStrip, height - s * rowsPerStrip);
+      if (counts[s] < rows * width * 2) throw new TiffError(path, `strip ${s} holds ${counts[s]} bytes, ${rows} rows of ${width} 16-bit pixels need ${rows * width * 2}`);
+    }
+    return { width, height, rowsPerStrip, offsets, littleEndian: le, fileSize };
+  } finally {
+    await fh.close();
+  }
+}
+
+/**
+ * Reads a window of an uncompressed striped page laid out as `layout` says: one positioned read per
+ * strip touched, spanning only the rows of the window. A file shorter than the layout needs raises
+ * {@link TiffError}.
+ * @returns `[rect.height, rect.width]` row-major
+ */
+export async function readRawStripWindow(path: string, layout: RawStripLayout, rect: PixelRect): Promise<Uint16Array> {
+  const { width: W, rowsPerStrip: rps } = layout;
+  const out = new Uint16Array(rect.width * rect.height);
+  if (out.length === 0) return out;
+  let fh: FileHandle;
+  try {
+    fh = await open(path, 'r');
+  } catch (cause) {
+    throw new TiffError(path, `cannot be read: ${(cause as Error).message}`, { cause });
+  }
+  try {
+    const y1 = rect.top + rect.height;
+    for (let s = Math.floor(rect.top / rps); s * rps < y1; s++) {
+      const r0 = Math.max(rect.top, s * rps);
+      const r1 = Math.min(y1, (s + 1) * rps);
+      // From the window's first pixel in row r0 to its last pixel in row r1 - 1.
+      const start = layout.offsets[s] + ((r0 - s * rps) * W + rect.left) * 2;
+      const len = ((r1 - 1 - r0) * W + rect.width) * 2;
+      const buf = Buffer.allocUnsafe(len);
+      const { bytesRead } = await fh.read(buf, 0, len, start);
+      if (bytesRead !== len) throw new TiffError(path, `is truncated: strip ${s} needs bytes up to ${start + len}, the file ends at ${start + bytesRead}`);
+      // File byte order = host byte order (and an even offset): copy rows through a 16-bit view.
+      const view = layout.littleEndian === HOST_LE && buf.byteOffset % 2 === 0 ? new Uint16Array(buf.buffer, buf.byteOffset, len / 2) : undefined;
+      for (let r = r0; r < r1; r++) {
+        const src = (r - r0) * W; // in pixels
+        const dst = (r - rect.top) * rect.width;
+        if (view) {
+          out.set(view.subarray(src, src + rect.width), dst);
+          continue;
+        }
+        for (let x = 0; x < rect.width; x++) {
+          const o = 2 * (src + x);
+          out[dst + x] = layout.littleEndian ? buf[o] | (buf[o + 1] << 8) : (buf[o] << 8) | buf[o + 1];
+        }
+      }
+    }
+    return out;
+  } finally {
+    await fh.close();
+  }
 }
