@@ -14,7 +14,10 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
-import { ChunkCache, configureDecoding, decodingConfig, decodingStats, openVolume, type Region } from '../src/index.js';
+import { ChunkCache } from '../src/cache.js';
+import { configureDecoding, decodingConfig, decodingStats } from '../src/codecs.js';
+import { openVolume } from '../src/ome.js';
+import type { Region } from '../src/region.js';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 const PYTHON = '/usr/bin/python3';

@@ -116,6 +116,9 @@ export function decodeBlosc(src) {
   return out;
 }
 
+// Reused input buffer for lz4-napi (its input needs a 4-byte size prefix the blosc stream lacks).
+let lz4Scratch = Buffer.alloc(0);
+
 /** Decodes one blosc stream into `target`; returns the number of bytes written. */
 function decodeStream(format, stream, target) {
   if (format === FORMAT_ZSTD) {
@@ -130,7 +133,8 @@ function decodeStream(format, stream, target) {
     if (format === FORMAT_LZ4) {
       // lz4-napi reads raw LZ4 blocks prefixed with their decoded size (u32 little endian); blosc
       // stores bare blocks, so the prefix is added here.
-      const pre = Buffer.allocUnsafe(4 + stream.length);
+      if (lz4Scratch.length < 4 + stream.length) lz4Scratch = Buffer.allocUnsafeSlow(4 + stream.length);
+      const pre = lz4Scratch.subarray(0, 4 + stream.length);
       pre.writeUInt32LE(target.length, 0);
       pre.set(stream, 4);
       res = lz4.uncompressSync(pre);
