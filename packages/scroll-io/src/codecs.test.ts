@@ -193,6 +193,12 @@ describe('decode pool', () => {
       await expect(pool.decode('blosc', chunks[0].subarray(0, 100))).rejects.toMatchObject({ corrupt: true });
       // The pool keeps working after a corrupt chunk.
       expect(bytesEqual((await pool.decode('blosc', chunks[1])) as Uint8Array, ctLike(200001, 2))).toBe(true);
+      // Input buffers are reused between jobs of different sizes without mixing their bytes up.
+      for (const i of [7, 0, 5, 2, 7, 1]) {
+        expect(bytesEqual((await pool.decode('blosc', chunks[i])) as Uint8Array, ctLike(200000 + i, i + 1))).toBe(true);
+      }
+      const gz = new Uint8Array(gzipSync(ctLike(1000, 3)));
+      expect(bytesEqual((await pool.decode('gzip', gz)) as Uint8Array, ctLike(1000, 3))).toBe(true);
     } finally {
       await pool.close();
     }

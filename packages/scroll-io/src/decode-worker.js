@@ -231,15 +231,17 @@ export function decodeNative(codec, src) {
 if (!isMainThread && parentPort && workerData && workerData.role === 'goe-decode') {
   const port = parentPort;
   port.on('message', (job) => {
+    // The input buffer goes back with every answer, for the pool to reuse.
+    const input = job.bytes;
     try {
-      const out = decodeNative(job.codec, job.bytes);
-      if (out === null) port.postMessage({ id: job.id, out: null });
+      const out = decodeNative(job.codec, input);
+      if (out === null) port.postMessage({ id: job.id, input, out: null }, [input.buffer]);
       else {
         const sendable = out.byteOffset === 0 && out.byteLength === out.buffer.byteLength ? out : new Uint8Array(out);
-        port.postMessage({ id: job.id, out: sendable }, [sendable.buffer]);
+        port.postMessage({ id: job.id, input, out: sendable }, [sendable.buffer, input.buffer]);
       }
     } catch (err) {
-      port.postMessage({ id: job.id, error: err instanceof Error ? err.message : String(err), corrupt: err instanceof CorruptChunkError });
+      port.postMessage({ id: job.id, input, error: err instanceof Error ? err.message : String(err), corrupt: err instanceof CorruptChunkError }, [input.buffer]);
     }
   });
 }

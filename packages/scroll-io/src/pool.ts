@@ -28,6 +28,8 @@ interface Slot {
 
 interface Reply {
   id: number;
+  /** The job's input buffer, handed back for reuse. */
+  input?: Uint8Array;
   out?: Uint8Array | null;
   error?: string;
   corrupt?: boolean;
@@ -46,6 +48,9 @@ export class DecodePool {
   readonly size: number;
   readonly #slots: Slot[] = [];
   readonly #queue: Job[] = [];
+  // Input buffers handed back by the workers: reusing them spares the main thread the page faults of
+  // fresh memory, which on Linux cost more than the copy itself.
+  readonly #spare: ArrayBuffer[] = [];
   #nextId = 0;
   #broken = false;
   #closed = false;
@@ -104,9 +109,21 @@ export class DecodePool {
       slot.job = job;
       slot.worker.ref();
       // A private copy to transfer: the caller's buffer may be a view into a larger shared one.
-      const copy = job.bytes.slice();
+      const copy = new Uint8Array(this.#buffer(job.bytes.length), 0, job.bytes.length);
+      copy.set(job.bytes);
       slot.worker.postMessage({ id: job.id, codec: job.codec, bytes: copy }, [copy.buffer]);
     }
+  }
+
+  /** A buffer of at least `n` bytes: a spare one when one fits, else a new one. */
+  #buffer(n: number): ArrayBuffer {
+    let best = -1;
+    for (let i = 0; i < this.#spare.length; i++) {
+      const len = this.#spare[i].byteLength;
+      if (len >= n && (best < 0 || len < this.#spare[best].byteLength)) best = i;
+    }
+    if (best >= 0) return this.#spare.splice(best, 1)[0];
+    return new ArrayBuffer(n);
   }
 
   #spawn(): Slot | undefined {
@@ -124,6 +141,7 @@ export class DecodePool {
       if (!job || job.id !== reply.id) return;
       slot.job = null;
       worker.unref();
+      if (reply.input && this.#spare.length < 2 * this.size) this.#spare.push(reply.input.buffer as ArrayBuffer);
       if (reply.error !== undefined) job.reject(new DecodeWorkerError(reply.error, reply.corrupt === true));
       else job.resolve(reply.out ?? null);
       this.#pump();
