@@ -77,6 +77,7 @@ export {
   writeTiff16,
   type WriteTiffOptions,
 } from './tiff.js';
+export { configureHttp, DEFAULT_HTTP_OPTIONS, type HttpOptions, httpOptions, HttpStore, resolveHttpOptions, ZarrHttpError } from './http.js';
 export { type ArraySummary, inspectVolume, parseRegion, type RegionSummary, summarizeRegion, type VolumeInspection } from './inspect.js';
 export { gaussianWeights, type Tile, Tiler, type TilerOptions, tileRegion } from './tiler.js';
 export { type Patch, PatchSampler, type PatchSamplerOptions, type PatchSamplerState } from './sampler.js';

@@ -1,7 +1,7 @@
 import { isAbsolute, join, resolve } from 'node:path';
 import type { AbsolutePath, AsyncReadable, GetOptions, RangeQuery } from '@zarrita/storage';
-import FetchStore from '@zarrita/storage/fetch';
 import FileSystemStore from '@zarrita/storage/fs';
+import { HttpStore } from './http.js';
 
 /** True for `http://` and `https://` locations. */
 export function isUrl(location: string): boolean {
@@ -21,9 +21,12 @@ export function childLocation(parent: string, child: string): string {
   return isUrl(parent) ? `${parent}/${rel}` : join(parent, rel);
 }
 
-/** A read-only store rooted at one Zarr node (array or group), on disk or over http(s). */
+/**
+ * A read-only store rooted at one Zarr node (array or group), on disk or over http(s) (with the
+ * retries and on-disk cache set by `configureHttp`).
+ */
 export function readableStore(location: string): AsyncReadable {
-  return isUrl(location) ? new FetchStore(location) : new FileSystemStore(location);
+  return isUrl(location) ? new HttpStore(location) : new FileSystemStore(location);
 }
 
 /**
