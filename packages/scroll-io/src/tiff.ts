@@ -8,6 +8,8 @@
  * written by tifffile and PIL.
  */
 import { type FileHandle, open } from 'node:fs/promises';
+import { promisify } from 'node:util';
+import { inflate } from 'node:zlib';
 import sharp, { type Metadata } from 'sharp';
 import { atomicWriteFile } from './atomic.js';
 import { ScrollIoOptionError } from './errors.js';
@@ -136,11 +138,13 @@ export async function writeTiff16(path: string, data: Uint16Array, width: number
 }
 
 /**
- * Where the pixels of an uncompressed, striped, 16-bit grey page lie in its file: enough to read any
- * window with one positioned read per strip touched, without a decoder. libvips reads whole strips,
- * and tifffile/PIL write uncompressed pages as a single strip, so without this a 64x64 window of a
- * 2048² layer would cost as much as the layer.
+ * Where the pixels of a striped 16-bit grey page lie in its file, for pages stored uncompressed or
+ * with deflate: enough to read any window with one positioned read per strip touched (uncompressed:
+ * only the window's rows; deflate: the strips, inflated on the libuv thread pool). libvips decodes
+ * whole strips and adds a per-call cost, and tifffile/PIL write uncompressed pages as a single strip,
+ * so through libvips a 64x64 window of a 2048² layer costs about as much as the layer.
  */
+const inflateAsync = promisify(inflate);
 const HOST_LE = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
 
 export interface RawStripLayout {
@@ -149,14 +153,21 @@ export interface RawStripLayout {
   rowsPerStrip: number;
   /** Byte offset of each strip. */
   offsets: number[];
+  /** Stored bytes of each strip. */
+  byteCounts: number[];
+  /** TIFF Compression tag: 1 none, 8 (or the older 32946) deflate. */
+  compression: 1 | 8;
+  /** TIFF Predictor tag: 1 none, 2 horizontal differencing (TIFF 6.0 section 14). */
+  predictor: 1 | 2;
   littleEndian: boolean;
   /** File size when the header was read: bytes past it mean the file was truncated or replaced. */
   fileSize: number;
 }
 
 /**
- * Parses the first IFD of a classic or Big TIFF and returns its strip layout when the page is
- * uncompressed 16-bit unsigned grey in strips (the cases a raw read handles), else undefined.
+ * Parses the first IFD of a classic or Big TIFF and returns its strip layout when the page is 16-bit
+ * unsigned grey in strips, uncompressed or deflate (the cases {@link readRawStripWindow} handles),
+ * else undefined (such pages go through libvips).
  */
 export async function readRawStripLayout(path: string): Promise<RawStripLayout | undefined> {
   let fh: FileHandle;
@@ -219,7 +230,12 @@ export async function readRawStripLayout(path: string): Promise<RawStripLayout |
     const width = await first(256);
     const height = await first(257);
     if (width === undefined || height === undefined) return undefined;
-    if ((await first(258, 1)) !== 16 || (await first(259, 1)) !== 1 || (await first(277, 1)) !== 1) return undefined;
+    // 317 Predictor.
+    const compressionTag = await first(259, 1);
+    const compression = compressionTag === 1 ? 1 : compressionTag === 8 || compressionTag === 32946 ? 8 : undefined;
+    const predictor = await first(317, 1);
+    if ((await first(258, 1)) !== 16 || compression === undefined || (await first(277, 1)) !== 1) return undefined;
+    if ((predictor !== 1 && predictor !== 2) || (compression === 1 && predictor !== 1)) return undefined;
     if ((await first(339, 1)) !== 1 || tags.has(322) || !tags.has(273) || !tags.has(279)) return undefined;
     const rowsPerStrip = Math.min(height, (await first(278, height)) ?? height);
     const offsets = await values(tags.get(273)!);
@@ -230,18 +246,19 @@ export async function readRawStripLayout(path: string): Promise<RawStripLayout |
     }
     for (let s = 0; s < strips; s++) {
       const rows = Math.min(rowsPerStrip, height - s * rowsPerStrip);
-      if (counts[s] < rows * width * 2) throw new TiffError(path, `strip ${s} holds ${counts[s]} bytes, ${rows} rows of ${width} 16-bit pixels need ${rows * width * 2}`);
+      if (compression === 1 && counts[s] < rows * width * 2) throw new TiffError(path, `strip ${s} holds ${counts[s]} bytes, ${rows} rows of ${width} 16-bit pixels need ${rows * width * 2}`);
     }
-    return { width, height, rowsPerStrip, offsets, littleEndian: le, fileSize };
+    return { width, height, rowsPerStrip, offsets, byteCounts: counts, compression, predictor, littleEndian: le, fileSize };
   } finally {
     await fh.close();
   }
 }
 
 /**
- * Reads a window of an uncompressed striped page laid out as `layout` says: one positioned read per
- * strip touched, spanning only the rows of the window. A file shorter than the layout needs raises
- * {@link TiffError}.
+ * Reads a window of a striped page laid out as `layout` says: one positioned read per strip touched,
+ * spanning only the rows of the window when uncompressed, the whole strip (then inflated) when
+ * deflate. A file shorter than the layout needs, or a strip that does not inflate to its rows,
+ * raises {@link TiffError}.
  * @returns `[rect.height, rect.width]` row-major
  */
 export async function readRawStripWindow(path: string, layout: RawStripLayout, rect: PixelRect): Promise<Uint16Array> {
@@ -259,6 +276,10 @@ export async function readRawStripWindow(path: string, layout: RawStripLayout, r
     for (let s = Math.floor(rect.top / rps); s * rps < y1; s++) {
       const r0 = Math.max(rect.top, s * rps);
       const r1 = Math.min(y1, (s + 1) * rps);
+      if (layout.compression === 8) {
+        await copyDeflateStrip(path, fh, layout, s, r0, r1, rect, out);
+        continue;
+      }
       // From the window's first pixel in row r0 to its last pixel in row r1 - 1.
       const start = layout.offsets[s] + ((r0 - s * rps) * W + rect.left) * 2;
       const len = ((r1 - 1 - r0) * W + rect.width) * 2;
@@ -283,5 +304,49 @@ export async function readRawStripWindow(path: string, layout: RawStripLayout, r
     return out;
   } finally {
     await fh.close();
+  }
+}
+
+/** Inflates strip `s` and copies its rows `[r0, r1)` of the window into `out`. */
+async function copyDeflateStrip(
+  path: string,
+  fh: FileHandle,
+  layout: RawStripLayout,
+  s: number,
+  r0: number,
+  r1: number,
+  rect: PixelRect,
+  out: Uint16Array,
+): Promise<void> {
+  const { width: W, rowsPerStrip: rps } = layout;
+  const stored = Buffer.allocUnsafe(layout.byteCounts[s]);
+  const { bytesRead } = await fh.read(stored, 0, stored.length, layout.offsets[s]);
+  if (bytesRead !== stored.length) {
+    throw new TiffError(path, `is truncated: strip ${s} needs bytes up to ${layout.offsets[s] + stored.length}, the file ends at ${layout.offsets[s] + bytesRead}`);
+  }
+  let raw: Buffer;
+  try {
+    raw = await inflateAsync(stored);
+  } catch (cause) {
+    throw new TiffError(path, `strip ${s} does not inflate: ${(cause as Error).message}`, { cause });
+  }
+  const rows = Math.min(rps, layout.height - s * rps);
+  if (raw.length < rows * W * 2) throw new TiffError(path, `strip ${s} inflates to ${raw.length} bytes, ${rows} rows of ${W} 16-bit pixels need ${rows * W * 2}`);
+  const le = layout.littleEndian;
+  const view = le === HOST_LE && raw.byteOffset % 2 === 0 ? new Uint16Array(raw.buffer, raw.byteOffset, raw.length >> 1) : undefined;
+  const x1 = rect.left + rect.width;
+  for (let r = r0; r < r1; r++) {
+    const rowPix = (r - s * rps) * W; // first pixel of the row in the strip
+    const dst = (r - rect.top) * rect.width - rect.left;
+    const sample = view ? (x: number) => view[rowPix + x] : le ? (x: number) => raw[2 * (rowPix + x)] | (raw[2 * (rowPix + x) + 1] << 8) : (x: number) => (raw[2 * (rowPix + x)] << 8) | raw[2 * (rowPix + x) + 1];
+    if (layout.predictor === 1) {
+      if (view) out.set(view.subarray(rowPix + rect.left, rowPix + x1), dst + rect.left);
+      else for (let x = rect.left; x < x1; x++) out[dst + x] = sample(x);
+      continue;
+    }
+    // Horizontal differencing accumulates from the row's first pixel, so the row decodes from x = 0.
+    let acc = 0;
+    for (let x = 0; x < rect.left; x++) acc = (acc + sample(x)) & 0xffff;
+    for (let x = rect.left; x < x1; x++) out[dst + x] = acc = (acc + sample(x)) & 0xffff;
   }
 }
