@@ -247,13 +247,22 @@ describe('openFragment errors name the file at fault', () => {
     const ok = await frag.read({ offset: [0, 30, 0], shape: [2, 7, 53] });
     expect(Array.from(ok.data)).toEqual(expected([8, 37, 53], [0, 30, 0], [2, 7, 53], layerValue));
 
-    // An uncompressed layer (read by positioned reads, not libvips) cut short: the rows past the cut raise.
+    // An uncompressed layer (read by positioned reads, not libvips) cut short before opening: the
+    // rows past the cut raise, the rows before it read.
     const rawFile = join(cut, 'surface_volume', '00.tif');
     await truncate(rawFile, (await readFile(rawFile)).length - 100);
-    const rawErr = (await frag.read({ offset: [0, 30, 0], shape: [1, 7, 53] }).catch((e: unknown) => e)) as Error & { path: string };
+    const reopened = await openFragment(cut);
+    const rawErr = (await reopened.read({ offset: [0, 30, 0], shape: [1, 7, 53] }).catch((e: unknown) => e)) as Error & { path: string };
     expect(rawErr).toBeInstanceOf(TiffError);
     expect(rawErr.path).toBe(rawFile);
     expect(rawErr.message).toMatch(/truncated/);
-    expect(Array.from((await frag.read({ offset: [0, 0, 0], shape: [1, 2, 53] })).data)).toEqual(expected([8, 37, 53], [0, 0, 0], [1, 2, 53], layerValue));
+    expect(Array.from((await reopened.read({ offset: [0, 0, 0], shape: [1, 2, 53] })).data)).toEqual(expected([8, 37, 53], [0, 0, 0], [1, 2, 53], layerValue));
+
+    // A layer replaced after opening (its strips may now lie elsewhere) raises instead of reading stale offsets.
+    await writeTiff16(rawFile, new Uint16Array(37 * 53), 53, 37, { compression: 'none' });
+    const staleErr = (await reopened.read({ offset: [0, 0, 0], shape: [1, 2, 53] }).catch((e: unknown) => e)) as Error & { path: string };
+    expect(staleErr).toBeInstanceOf(TiffError);
+    expect(staleErr.path).toBe(rawFile);
+    expect(staleErr.message).toMatch(/changed since/);
   });
 });

@@ -160,8 +160,10 @@ export interface RawStripLayout {
   /** TIFF Predictor tag: 1 none, 2 horizontal differencing (TIFF 6.0 section 14). */
   predictor: 1 | 2;
   littleEndian: boolean;
-  /** File size when the header was read: bytes past it mean the file was truncated or replaced. */
+  /** File size and modification time when the header was read: a read checks them, so that a file
+   * replaced since (whose strips may lie elsewhere) raises instead of returning wrong pixels. */
   fileSize: number;
+  mtimeMs: number;
 }
 
 /**
@@ -177,7 +179,7 @@ export async function readRawStripLayout(path: string): Promise<RawStripLayout |
     throw new TiffError(path, `cannot be read: ${(cause as Error).message}`, { cause });
   }
   try {
-    const fileSize = (await fh.stat()).size;
+    const { size: fileSize, mtimeMs } = await fh.stat();
     const read = async (pos: number, len: number): Promise<Buffer> => {
       const buf = Buffer.alloc(len);
       const { bytesRead } = await fh.read(buf, 0, len, pos);
@@ -248,7 +250,7 @@ export async function readRawStripLayout(path: string): Promise<RawStripLayout |
       const rows = Math.min(rowsPerStrip, height - s * rowsPerStrip);
       if (compression === 1 && counts[s] < rows * width * 2) throw new TiffError(path, `strip ${s} holds ${counts[s]} bytes, ${rows} rows of ${width} 16-bit pixels need ${rows * width * 2}`);
     }
-    return { width, height, rowsPerStrip, offsets, byteCounts: counts, compression, predictor, littleEndian: le, fileSize };
+    return { width, height, rowsPerStrip, offsets, byteCounts: counts, compression, predictor, littleEndian: le, fileSize, mtimeMs };
   } finally {
     await fh.close();
   }
@@ -272,6 +274,10 @@ export async function readRawStripWindow(path: string, layout: RawStripLayout, r
     throw new TiffError(path, `cannot be read: ${(cause as Error).message}`, { cause });
   }
   try {
+    const st = await fh.stat();
+    if (st.size !== layout.fileSize || st.mtimeMs !== layout.mtimeMs) {
+      throw new TiffError(path, `changed since its header was read (size ${layout.fileSize} -> ${st.size} bytes); open the fragment again`);
+    }
     const y1 = rect.top + rect.height;
     for (let s = Math.floor(rect.top / rps); s * rps < y1; s++) {
       const r0 = Math.max(rect.top, s * rps);
