@@ -74,7 +74,11 @@ describe('goe CLI', () => {
     const c = capture();
     const fixture = join(import.meta.dirname, '..', '..', '..', 'packages', 'scroll-io', 'fixtures', 'zarr-python.zarr', 'u1_blosc_lz4');
     expect(await main(['inspect', '--path', fixture, '--region', '1:3,2:5,0:4'])).toBe(0);
-    const info = JSON.parse(c.out.join('\n')) as { array: { shape: number[]; dtype: string }; region: { shape: number[]; min: number; max: number; mean: number; sha256: string } };
+    const viaFlag = c.out.at(-1);
+    expect(await main(['inspect', fixture, '--region', '1:3,2:5,0:4'])).toBe(0);
+    expect(c.out.at(-1)).toBe(viaFlag);
+    expect(await main(['inspect', fixture, fixture])).toBe(2);
+    const info = JSON.parse(viaFlag!) as { array: { shape: number[]; dtype: string }; region: { shape: number[]; min: number; max: number; mean: number; sha256: string } };
     expect(info.array).toMatchObject({ shape: [6, 7, 9], dtype: 'uint8' });
     // The fixture holds (z*131 + y*17 + x*3) % 251 (fixtures/make_fixtures.py).
     const vals: number[] = [];

@@ -20,6 +20,8 @@ interface Command {
   options: Options;
   /** Help text per option. */
   help: Record<string, string>;
+  /** The option that one positional argument may stand for (`goe inspect PATH`). */
+  positional?: string;
   run(values: Record<string, string | boolean | undefined>): Promise<number>;
 }
 
@@ -193,7 +195,8 @@ const commands: Record<string, Command> = {
   },
   inspect: {
     summary: 'print a Zarr array or OME-Zarr group\'s metadata and, for a region, its statistics and SHA-256 as JSON',
-    usage: 'goe inspect --path VOL.zarr [--region z0:z1,y0:y1,x0:x1]',
+    usage: 'goe inspect PATH [--region z0:z1,y0:y1,x0:x1]   (or --path PATH)',
+    positional: 'path',
     options: {
       path: { type: 'string' },
       region: { type: 'string' },
@@ -255,7 +258,14 @@ export async function main(argv: string[]): Promise<number> {
   }
   let values: Record<string, string | boolean | undefined>;
   try {
-    values = parseArgs({ args: rest, options: cmd.options, strict: true, allowPositionals: false }).values as typeof values;
+    const parsed = parseArgs({ args: rest, options: cmd.options, strict: true, allowPositionals: cmd.positional !== undefined });
+    values = parsed.values as typeof values;
+    if (cmd.positional !== undefined && parsed.positionals.length > 0) {
+      if (parsed.positionals.length > 1 || values[cmd.positional] !== undefined) {
+        throw new Error(`expected one ${cmd.positional.toUpperCase()}, got ${[...parsed.positionals].join(' ')}`);
+      }
+      values[cmd.positional] = parsed.positionals[0];
+    }
   } catch (err) {
     console.error(`goe ${name}: ${(err as Error).message}\n\n${commandHelp(name, cmd)}`);
     return 2;
