@@ -241,7 +241,11 @@ export class Fragment implements Volume {
       await mapLimit(layers, this.#concurrency, async (layer) => {
         const raw = this.#raw[layer];
         const file = this.layerFiles[layer];
-        const win = raw ? await readRawStripWindow(file, raw, rect) : await readTiffWindow(file, rect); // [rect.height, rect.width]
+        // libvips inflates about twice as fast as node:zlib on the thread pool: deflate layers go
+        // through our reader only for windows small enough that skipping libvips' per-call cost
+        // and untouched strips wins (measured: 16x64x64 of 2048² layers 19 ms vs 93 ms).
+        const direct = raw !== undefined && (raw.compression === 1 || 4 * rect.width * rect.height < this.shape[1] * this.shape[2]);
+        const win = direct ? await readRawStripWindow(file, raw, rect) : await readTiffWindow(file, rect); // [rect.height, rect.width]
         const base = (layer - l0) * nh * nw + (lo[1] - y0) * nw + (lo[2] - x0);
         if (rect.width === nw) out.set(win, base);
         else for (let r = 0; r < rect.height; r++) out.set(win.subarray(r * rect.width, (r + 1) * rect.width), base + r * nw);
