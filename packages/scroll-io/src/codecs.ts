@@ -8,8 +8,9 @@ import { DecodePool, DecodeWorkerError } from './pool.js';
 export interface DecodingConfig {
   /**
    * Decode blosc (lz4, zstd, zlib inner codecs; byte shuffle), zstd, gzip and zlib with native code
-   * (lz4-napi, zstd-napi, node:zlib) instead of zarrita's WASM codecs, which are tens of times slower.
-   * Bit-shuffled blosc and the blosclz/snappy inner codecs always use the WASM codec. Default true.
+   * (lz4-napi, zstd-napi, node:zlib) instead of zarrita's WASM codecs, which are several times slower.
+   * The blosclz/snappy inner codecs, and bit-shuffled blocks ending in a partial group of 8 elements,
+   * always use the WASM codec. Default true.
    */
   native: boolean;
   /** Worker threads for native decoding; 0 decodes in the calling thread. Default: number of cores. */

@@ -8,8 +8,8 @@ export declare class CorruptChunkError extends Error {}
 export declare function bloscDecodedSize(src: Uint8Array): number;
 
 /**
- * Decodes a blosc 1.x buffer natively; null for bit-shuffled buffers and for the blosclz/snappy inner
- * codecs (left to the reference decoder).
+ * Decodes a blosc 1.x buffer natively; null for the blosclz/snappy inner codecs and for bit-shuffled
+ * blocks that end in a partial group of 8 elements (left to the reference decoder).
  */
 export declare function decodeBlosc(src: Uint8Array): Uint8Array | null;
 

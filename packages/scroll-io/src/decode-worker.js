@@ -57,8 +57,9 @@ export function bloscDecodedSize(src) {
 }
 
 /**
- * Decodes a blosc 1.x buffer, or returns null for what is left to the reference decoder (bit
- * shuffle, and the blosclz/snappy inner codecs that have no native package here).
+ * Decodes a blosc 1.x buffer, or returns null for what is left to the reference decoder (the
+ * blosclz/snappy inner codecs, which have no native package here, and bit-shuffled blocks ending in a
+ * partial group of 8 elements).
  * @param {Uint8Array} src
  * @returns {Uint8Array | null}
  */
@@ -79,7 +80,10 @@ export function decodeBlosc(src) {
     out.set(src.subarray(BLOSC_HEADER, BLOSC_HEADER + nbytes));
     return out;
   }
-  if (flags & BLOSC_DOBITSHUFFLE) return null;
+  const bitShuffled = (flags & BLOSC_DOBITSHUFFLE) !== 0;
+  // Bit shuffle natively only where every block holds whole groups of 8 elements: there c-blosc
+  // versions agree (they differ in how they treat the trailing elements of other blocks).
+  if (bitShuffled && (blocksize % (8 * typesize) !== 0 || (nbytes % blocksize) % (8 * typesize) !== 0)) return null;
   const format = (flags & 0xe0) >> 5;
   if (format !== FORMAT_LZ4 && format !== FORMAT_ZLIB && format !== FORMAT_ZSTD) return null;
   if (blocksize === 0 || typesize === 0) throw new CorruptChunkError(`blosc header has blocksize ${blocksize}, typesize ${typesize}`);
@@ -88,7 +92,7 @@ export function decodeBlosc(src) {
   if (BLOSC_HEADER + 4 * nblocks > src.length) throw new CorruptChunkError(`blosc block table truncated (${nblocks} blocks, ${src.length} bytes)`);
   const shuffled = (flags & BLOSC_DOSHUFFLE) !== 0 && typesize > 1;
   const dontSplit = (flags & BLOSC_DONT_SPLIT) !== 0;
-  const tmp = shuffled ? new Uint8Array(blocksize) : null;
+  const tmp = shuffled || bitShuffled ? new Uint8Array(blocksize) : null;
   for (let j = 0; j < nblocks; j++) {
     const isLeftover = j === nblocks - 1 && leftover > 0;
     const bsize = isLeftover ? leftover : blocksize;
@@ -111,7 +115,8 @@ export function decodeBlosc(src) {
       }
       pos += cb;
     }
-    if (tmp) unshuffle(typesize, bsize, dest, blockOut);
+    if (bitShuffled) bitunshuffle(typesize, bsize, dest, blockOut);
+    else if (tmp) unshuffle(typesize, bsize, dest, blockOut);
   }
   return out;
 }
@@ -171,6 +176,50 @@ function unshuffle(typesize, bsize, src, dst) {
     }
   }
   if (whole < bsize) dst.set(src.subarray(whole, bsize), whole);
+}
+
+/**
+ * Bit un-shuffle of one block (bitshuffle's `bshuf_untrans_bit_elem`, as c-blosc applies it): the
+ * block holds 8 * typesize rows of n / 8 bytes; row 8b + i holds bit i of byte b of every element,
+ * element j at bit j % 8 of byte j / 8. Each 8x8 bit tile is transposed with 32-bit shifts (Hacker's
+ * Delight's transpose8 with bit 8 * row + column). `n` is a multiple of 8 (checked by the caller).
+ */
+function bitunshuffle(typesize, bsize, src, dst) {
+  const n = bsize / typesize;
+  const rowBytes = n >>> 3;
+  for (let b = 0; b < typesize; b++) {
+    const r0 = 8 * b * rowBytes;
+    for (let jb = 0; jb < rowBytes; jb++) {
+      const p = r0 + jb;
+      // Rows i = 0..3 in x, 4..7 in y, row i in byte i % 4 (least significant first).
+      let x = src[p] | (src[p + rowBytes] << 8) | (src[p + 2 * rowBytes] << 16) | (src[p + 3 * rowBytes] << 24);
+      let y = src[p + 4 * rowBytes] | (src[p + 5 * rowBytes] << 8) | (src[p + 6 * rowBytes] << 16) | (src[p + 7 * rowBytes] << 24);
+      let t = (x ^ (x >>> 7)) & 0x00aa00aa;
+      x = x ^ t ^ (t << 7);
+      t = (y ^ (y >>> 7)) & 0x00aa00aa;
+      y = y ^ t ^ (t << 7);
+      t = (x ^ (x >>> 14)) & 0x0000cccc;
+      x = x ^ t ^ (t << 14);
+      t = (y ^ (y >>> 14)) & 0x0000cccc;
+      y = y ^ t ^ (t << 14);
+      // Swap the 4x4 tiles between the halves: rows 0..3 x columns 4..7 with rows 4..7 x columns 0..3.
+      t = (x ^ (y << 4)) & 0xf0f0f0f0;
+      x ^= t;
+      y ^= t >>> 4;
+      const lo = x;
+      const hi = y;
+      // Column k (element 8 jb + k) is now byte k: 0..3 in lo, 4..7 in hi.
+      let o = (jb << 3) * typesize + b;
+      dst[o] = lo & 0xff;
+      dst[(o += typesize)] = (lo >>> 8) & 0xff;
+      dst[(o += typesize)] = (lo >>> 16) & 0xff;
+      dst[(o += typesize)] = lo >>> 24;
+      dst[(o += typesize)] = hi & 0xff;
+      dst[(o += typesize)] = (hi >>> 8) & 0xff;
+      dst[(o += typesize)] = (hi >>> 16) & 0xff;
+      dst[(o += typesize)] = hi >>> 24;
+    }
+  }
 }
 
 /** Decodes a zstd stream (one or more frames; numcodecs `zstd`, Zarr v3 `zstd`). */
