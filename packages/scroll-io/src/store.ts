@@ -1,3 +1,4 @@
+import { open } from 'node:fs/promises';
 import { isAbsolute, join, resolve } from 'node:path';
 import type { AbsolutePath, AsyncReadable, GetOptions, RangeQuery } from '@zarrita/storage';
 import FileSystemStore from '@zarrita/storage/fs';
@@ -26,7 +27,49 @@ export function childLocation(parent: string, child: string): string {
  * retries and on-disk cache set by `configureHttp`).
  */
 export function readableStore(location: string): AsyncReadable {
-  return isUrl(location) ? new HttpStore(location) : new FileSystemStore(location);
+  return isUrl(location) ? new HttpStore(location) : new LocalStore(location);
+}
+
+/**
+ * A read-only store over a local directory that reads each file with one positioned read into a
+ * buffer of the file's size. `fs.promises.readFile` (what zarrita's FileSystemStore uses) reads in
+ * 512 KiB pieces and joins them, which made reading 2 MiB chunk files 3-10x slower than this.
+ * Buffers start at offset 0 of their own ArrayBuffer, so typed-array views of any dtype fit.
+ */
+export class LocalStore implements AsyncReadable {
+  readonly root: string;
+  readonly #ranges: FileSystemStore;
+  constructor(root: string) {
+    this.root = root;
+    this.#ranges = new FileSystemStore(root);
+  }
+  async get(key: AbsolutePath, opts: GetOptions = {}): Promise<Uint8Array | undefined> {
+    opts.signal?.throwIfAborted();
+    let fh;
+    try {
+      fh = await open(join(this.root, key.replace(/^\/+/, '')), 'r');
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+      throw err;
+    }
+    try {
+      const { size } = await fh.stat();
+      const buf = new Uint8Array(new ArrayBuffer(size));
+      let got = 0;
+      // One read is the rule; the loop only covers short reads (e.g. network filesystems).
+      while (got < size) {
+        const { bytesRead } = await fh.read(buf, got, size - got, got);
+        if (bytesRead === 0) break;
+        got += bytesRead;
+      }
+      return got === size ? buf : buf.subarray(0, got);
+    } finally {
+      await fh.close();
+    }
+  }
+  getRange(key: AbsolutePath, range: RangeQuery, opts?: GetOptions): Promise<Uint8Array | undefined> {
+    return this.#ranges.getRange(key, range, opts);
+  }
 }
 
 /**
