@@ -29,6 +29,48 @@ describe('copyBox', () => {
   });
 });
 
+describe('copyBox with merged contiguous dimensions', () => {
+  // Element-wise reference, independent of the row/plane merging in copyBox.
+  const reference = (src: Uint16Array, srcShape: number[], srcStart: number[], dst: Uint16Array, dstShape: number[], dstStart: number[], box: number[]) => {
+    const n = box.length;
+    const total = box.reduce((a, b) => a * b, 1);
+    const flat = (idx: number[], shape: number[]) => idx.reduce((a, v, i) => a * shape[i] + v, 0);
+    for (let k = 0; k < total; k++) {
+      const idx: number[] = [];
+      let r = k;
+      for (let i = n - 1; i >= 0; i--) {
+        idx[i] = r % box[i];
+        r = Math.floor(r / box[i]);
+      }
+      dst[flat(idx.map((v, i) => v + dstStart[i]), dstShape)] = src[flat(idx.map((v, i) => v + srcStart[i]), srcShape)];
+    }
+  };
+  it('matches the element-wise copy when trailing dimensions are whole in one, both or neither array', () => {
+    let seed = 7;
+    const rand = (m: number) => {
+      seed = (Math.imul(seed, 1664525) + 1013904223) >>> 0;
+      return Math.floor((seed / 2 ** 32) * m);
+    };
+    const size = (s: number[]) => s.reduce((a, b) => a * b, 1);
+    for (let trial = 0; trial < 200; trial++) {
+      const n = 1 + rand(4);
+      const box = Array.from({ length: n }, () => 1 + rand(4));
+      // Each dimension: whole in both (merge), whole in src only, whole in dst only, or whole in neither.
+      const mode = Array.from({ length: n }, () => rand(4));
+      const srcShape = box.map((b, i) => (mode[i] === 0 || mode[i] === 1 ? b : b + 1 + rand(3)));
+      const dstShape = box.map((b, i) => (mode[i] === 0 || mode[i] === 2 ? b : b + 1 + rand(3)));
+      const srcStart = box.map((b, i) => rand(srcShape[i] - b + 1));
+      const dstStart = box.map((b, i) => rand(dstShape[i] - b + 1));
+      const src = Uint16Array.from({ length: size(srcShape) }, (_, i) => i + 1);
+      const got = new Uint16Array(size(dstShape));
+      const want = new Uint16Array(size(dstShape));
+      copyBox(src, srcShape, srcStart, got, dstShape, dstStart, box);
+      reference(src, srcShape, srcStart, want, dstShape, dstStart, box);
+      expect(Array.from(got), JSON.stringify({ srcShape, dstShape, srcStart, dstStart, box })).toEqual(Array.from(want));
+    }
+  });
+});
+
 describe('chunksTouching', () => {
   it('lists exactly the chunks a box intersects, in C order', () => {
     expect([...chunksTouching([3, 0], [9, 5], [4, 5])]).toEqual([[0, 0], [1, 0], [2, 0]]);

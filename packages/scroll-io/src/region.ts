@@ -61,8 +61,10 @@ export function checkInside(path: string, shape: readonly number[], region: Regi
 
 /**
  * Copies the box `box` (extent per dimension) from `src` (C-order, `srcShape`) starting at `srcStart`
- * into `dst` (C-order, `dstShape`) starting at `dstStart`. Runs along the last dimension are copied
- * with `TypedArray.set`, so the cost is one call per row.
+ * into `dst` (C-order, `dstShape`) starting at `dstStart`. Trailing dimensions that the box spans
+ * whole in both arrays are merged first, so data contiguous in both is copied with one
+ * `TypedArray.set` per run of rows or planes (a whole chunk into a whole-array read of full rows is a
+ * handful of calls instead of one per 128-byte row).
  */
 export function copyBox(
   src: VolumeArray,
@@ -73,8 +75,7 @@ export function copyBox(
   dstStart: readonly number[],
   box: readonly number[],
 ): void {
-  const n = box.length;
-  if (n === 0) {
+  if (box.length === 0) {
     dst[0] = src[0];
     return;
   }
@@ -83,11 +84,18 @@ export function copyBox(
   const ds = cStrides(dstShape);
   let sBase = 0;
   let dBase = 0;
-  for (let i = 0; i < n; i++) {
+  for (let i = 0; i < box.length; i++) {
     sBase += srcStart[i] * ss[i];
     dBase += dstStart[i] * ds[i];
   }
-  const run = box[n - 1];
+  // Merge dimension k into the run while every dimension after it is spanned whole in src and dst:
+  // then the rows of dimension k follow each other without gaps in both arrays.
+  let n = box.length;
+  let run = box[n - 1];
+  while (n > 1 && box[n - 1] === srcShape[n - 1] && box[n - 1] === dstShape[n - 1] && ss[n - 2] === run && ds[n - 2] === run) {
+    n--;
+    run *= box[n - 1];
+  }
   if (n === 1) {
     (dst as Uint8Array).set((src as Uint8Array).subarray(sBase, sBase + run), dBase);
     return;
