@@ -92,3 +92,4 @@ export {
   type WritableVolume,
   ZarrVolume,
 } from './volume.js';
+export { buildPyramid, type BuildPyramidOptions, PYRAMID_METHODS, type PyramidMethod, type PyramidResult, reduceBlocks } from './pyramid.js';

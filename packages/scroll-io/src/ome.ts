@@ -213,7 +213,8 @@ export interface CreateOmeZarrOptions extends Omit<CreateVolumeOptions, 'attribu
   name?: string;
   /**
    * Number of resolution levels (default 1). Level i halves every spatial axis i times (rounding up)
-   * and doubles its voxel size; the arrays are created empty, to be filled by the caller.
+   * and doubles its voxel size; the arrays are created empty, to be filled by the caller (or by
+   * downsampling level 0 with `buildPyramid`).
    */
   levels?: number;
   /** Extra group attributes, merged beside the multiscales metadata. */
