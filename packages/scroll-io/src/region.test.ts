@@ -71,6 +71,21 @@ describe('copyBox with merged contiguous dimensions', () => {
   });
 });
 
+describe('copyBox on short rows', () => {
+  it('copies float32 rows bit for bit (NaN payloads included) and uint8 rows at unaligned offsets', () => {
+    const bits = Uint32Array.from({ length: 4 * 8 * 8 }, (_, i) => (i % 3 === 0 ? 0x7fa00000 + i : 0x3f800000 + i)); // signalling NaNs among normal floats
+    const src = new Float32Array(bits.buffer);
+    const dst = new Float32Array(4 * 8 * 16);
+    copyBox(src, [4, 8, 8], [0, 0, 0], dst, [4, 8, 16], [0, 0, 5], [4, 8, 8]);
+    const out = new Uint32Array(dst.buffer);
+    for (let z = 0; z < 4; z++) for (let y = 0; y < 8; y++) for (let x = 0; x < 8; x++) expect(out[(z * 8 + y) * 16 + 5 + x]).toBe(bits[(z * 8 + y) * 8 + x]);
+    const u8 = Uint8Array.from({ length: 6 * 64 }, (_, i) => (i * 13) & 255);
+    const d8 = new Uint8Array(6 * 70);
+    copyBox(u8, [6, 64], [1, 0], d8, [6, 70], [0, 3], [5, 64]); // destination rows start at odd bytes
+    for (let y = 0; y < 5; y++) for (let x = 0; x < 64; x++) expect(d8[y * 70 + 3 + x]).toBe(u8[(y + 1) * 64 + x]);
+  });
+});
+
 describe('chunksTouching', () => {
   it('lists exactly the chunks a box intersects, in C order', () => {
     expect([...chunksTouching([3, 0], [9, 5], [4, 5])]).toEqual([[0, 0], [1, 0], [2, 0]]);
