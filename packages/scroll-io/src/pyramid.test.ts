@@ -7,7 +7,7 @@ import { ChunkCache } from './cache.js';
 import { allocate, type Dtype } from './dtype.js';
 import { ScrollIoOptionError } from './errors.js';
 import { createOmeLabel, createOmeZarr, openVolume } from './ome.js';
-import { buildPyramid } from './pyramid.js';
+import { buildPyramid, reduceBlocks } from './pyramid.js';
 
 let dir: string;
 beforeAll(async () => {
@@ -167,6 +167,22 @@ describe('buildPyramid', () => {
     for (let l = 1; l < 3; l++) {
       ref = hostDownsample(ref.data, ref.shape, 'mean', true);
       expect(out[l]).toEqual(Array.from(ref.data));
+    }
+  });
+
+  it('reduceBlocks: the generic n-D path (a channel axis kept at factor 1) equals the host reference per channel', () => {
+    const s = [5, 7, 3];
+    const per = s[0] * s[1] * s[2];
+    const a = randomVolume('uint16', 2 * per, 1000, 3);
+    for (const method of ['mean', 'max', 'mode'] as const) {
+      const got = reduceBlocks(a, [2, ...s], [2, 3, 4, 2], [1, 2, 2, 2], method, { dtype: 'uint16' });
+      for (let c = 0; c < 2; c++) {
+        const ref = hostDownsample(Float64Array.from(a.subarray(c * per, (c + 1) * per)), s, method, true);
+        expect(Array.from(got.subarray(c * 24, (c + 1) * 24))).toEqual(Array.from(ref.data));
+        // The 3-D fast path agrees with the generic one.
+        const fast = reduceBlocks(a.subarray(c * per, (c + 1) * per), s, ref.shape, [2, 2, 2], method, { dtype: 'uint16' });
+        expect(Array.from(fast)).toEqual(Array.from(ref.data));
+      }
     }
   });
 
