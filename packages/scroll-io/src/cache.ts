@@ -31,7 +31,7 @@ export class ChunkCache {
   #bytes = 0;
   // Map iteration order is insertion order: re-inserting on every hit keeps the oldest first.
   readonly #entries = new Map<string, Entry>();
-  readonly #inflight = new Map<string, { promise: Promise<VolumeArray | null>; token: object }>();
+  readonly #inflight = new Map<string, { promise: Promise<VolumeArray | null>; token: object; shared: boolean }>();
   #hits = 0;
   #misses = 0;
   #evictions = 0;
@@ -66,6 +66,7 @@ export class ChunkCache {
     const pending = this.#inflight.get(key);
     if (pending) {
       this.#hits++;
+      pending.shared = true;
       return pending.promise;
     }
     this.#misses++;
@@ -84,8 +85,23 @@ export class ChunkCache {
         throw err;
       },
     );
-    this.#inflight.set(key, { promise, token });
+    this.#inflight.set(key, { promise, token, shared: false });
     return promise;
+  }
+
+  /**
+   * Like {@link getOrLoad}, and also says whether the caller holds the only reference to the data:
+   * it was loaded for this call alone (no other caller joined the load) and the cache did not keep
+   * it. An owner may recycle the data's memory once it is done with it.
+   */
+  async getOrLoadOwned(key: string, load: () => Promise<VolumeArray | null>): Promise<{ data: VolumeArray | null; owned: boolean }> {
+    if (this.#entries.has(key) || this.#inflight.has(key)) return { data: await this.getOrLoad(key, load), owned: false };
+    const promise = this.getOrLoad(key, load);
+    const record = this.#inflight.get(key);
+    const data = await promise;
+    // By now the load has settled and left the in-flight map, so no caller can join it any more.
+    const owned = data !== null && record !== undefined && !record.shared && this.#entries.get(key)?.data !== data;
+    return { data, owned };
   }
 
   /** Forgets one chunk (after it was rewritten); a load of it in flight will not be cached. */

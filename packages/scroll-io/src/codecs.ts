@@ -3,6 +3,7 @@ import { registry } from 'zarrita';
 import { bloscDecodedSize, CorruptChunkError, decodeNative, type NativeCodecName } from './decode-worker.js';
 import { ScrollIoOptionError } from './errors.js';
 import { DecodePool, DecodeWorkerError } from './pool.js';
+import { chunkBuffers } from './store.js';
 
 /** How chunk bytes are decoded (see {@link configureDecoding}). */
 export interface DecodingConfig {
@@ -103,7 +104,10 @@ async function decodeFast(codec: NativeCodecName, bytes: Uint8Array): Promise<Ui
   if (p) {
     try {
       const out = await p.decode(codec, bytes);
-      if (out) stats.pooled++;
+      if (out) {
+        stats.pooled++;
+        recyclable(out);
+      }
       return out;
     } catch (err) {
       if (err instanceof DecodeWorkerError && err.corrupt) throw new CorruptChunkError(err.message);
@@ -111,8 +115,20 @@ async function decodeFast(codec: NativeCodecName, bytes: Uint8Array): Promise<Ui
     }
   }
   const out = decodeNative(codec, bytes);
-  if (out) stats.inThread++;
+  if (out) {
+    stats.inThread++;
+    recyclable(out);
+  }
   return out;
+}
+
+/**
+ * Registers a native decoder's output with the chunk buffer recycler: a worker's output is
+ * transferred to this thread whole, and an in-thread output that spans its own buffer is referenced
+ * by nothing else, so the reader may reuse the memory once no one holds the chunk.
+ */
+function recyclable(out: Uint8Array): void {
+  if (out.byteOffset === 0 && out.byteLength === out.buffer.byteLength && out.buffer instanceof ArrayBuffer) chunkBuffers.markRecyclable(out.buffer);
 }
 
 /** A bytes-to-bytes codec as zarrita calls it. */

@@ -19,7 +19,7 @@ import {
 } from './errors.js';
 import { type ArrayMeta, COMPRESSORS, type Compressor, probeNode, v2ArrayDocuments, v3ArrayDocument } from './metadata.js';
 import { checkInside, checkRegion, chunksTouching, copyBox, cStrides, mapLimit, product, type Region } from './region.js';
-import { HandoffStore, isUrl, normalizeLocation, readableStore } from './store.js';
+import { chunkBuffers, HandoffStore, isUrl, normalizeLocation, readableStore } from './store.js';
 
 /** Voxels of a region: C-order data (last axis fastest) and its shape. */
 export interface RegionData<A extends VolumeArray = VolumeArray> {
@@ -146,7 +146,7 @@ export class ZarrVolume implements Volume {
     const hi = region.offset.map((o, i) => Math.min(o + region.shape[i], this.shape[i]));
     if (lo.some((l, i) => l >= hi[i])) return { data: out, shape: region.shape.slice() };
     await mapLimit(chunksTouching(lo, hi, this.chunks), this.#concurrency, async (c) => {
-      const chunk = await this.readChunk(c);
+      const { data: chunk, owned } = await this.cache.getOrLoadOwned(this.cacheKey(c), () => this.loadChunk(c));
       if (!chunk) return; // absent: already fill
       const c0 = c.map((ci, i) => ci * this.chunks[i]);
       const bLo = c0.map((s, i) => Math.max(s, lo[i]));
@@ -160,6 +160,9 @@ export class ZarrVolume implements Volume {
         bLo.map((b, i) => b - region.offset[i]),
         bLo.map((b, i) => bHi[i] - b),
       );
+      // A chunk no one else holds (not cached, not shared with a concurrent read) is recycled for the
+      // next chunk file read: fresh memory costs more than the read itself (see BufferRecycler).
+      if (owned) chunkBuffers.give(chunk.buffer as ArrayBuffer);
     });
     return { data: out, shape: region.shape.slice() };
   }
@@ -216,6 +219,8 @@ export class ZarrVolume implements Volume {
         const pending = this.#array.getChunk(coords as number[]);
         this.#store.release(abs);
         decoded = await pending;
+        // The compressed bytes were read for this decode alone and are spent once it is done.
+        if ((decoded.data as VolumeArray).buffer !== bytes.buffer) chunkBuffers.give(bytes.buffer as ArrayBuffer);
       } catch (cause) {
         this.#store.release(abs);
         throw new ZarrChunkError(this.path, key, `cannot be decoded (${bytes.byteLength} bytes): ${(cause as Error).message}`, { cause });
