@@ -96,3 +96,39 @@ describe('reads with recycled chunk buffers', () => {
     });
   }
 });
+
+describe('reads of exactly one chunk', () => {
+  let dir: string;
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'scroll-io-onechunk-'));
+  });
+  afterAll(() => rm(dir, { recursive: true, force: true }));
+
+  it('return the chunk voxels, absent chunks as fill, and never expose a cached chunk to the caller', async () => {
+    const path = join(dir, 'a.zarr');
+    const v = await createVolume(path, { shape: [32, 32, 40], chunks: [16, 16, 20], dtype: 'uint16', compressor: 'zstd', fillValue: 7 });
+    const value = (z: number, y: number, x: number) => z * 1000 + y * 40 + x;
+    const part = new Uint16Array(16 * 32 * 40);
+    for (let z = 0; z < 16; z++) for (let y = 0; y < 32; y++) for (let x = 0; x < 40; x++) part[(z * 32 + y) * 40 + x] = value(z, y, x);
+    await v.write({ offset: [0, 0, 0], shape: [16, 32, 40] }, part); // chunks with z >= 16 stay absent
+    const expectChunk = (data: ArrayLike<number>, o: number[]) => {
+      let bad = 0;
+      for (let z = 0; z < 16; z++)
+        for (let y = 0; y < 16; y++)
+          for (let x = 0; x < 20; x++) if (data[(z * 16 + y) * 20 + x] !== value(o[0] + z, o[1] + y, o[2] + x)) bad++;
+      expect(bad).toBe(0);
+    };
+    for (const cache of [new ChunkCache(0), new ChunkCache(1 << 20)]) {
+      const vol = await openVolume(path, { cache });
+      for (let rep = 0; rep < 2; rep++) {
+        const r = await vol.read({ offset: [0, 16, 20], shape: [16, 16, 20] });
+        expect(r.shape).toEqual([16, 16, 20]);
+        expect(r.data).toBeInstanceOf(Uint16Array);
+        expectChunk(r.data, [0, 16, 20]);
+        (r.data as Uint16Array).fill(0); // the caller owns what it got: later reads must not see this
+      }
+      const absent = await vol.read({ offset: [16, 0, 0], shape: [16, 16, 20] });
+      expect(Array.from(new Set(absent.data))).toEqual([7]);
+    }
+  });
+});

@@ -140,6 +140,8 @@ export class ZarrVolume implements Volume {
 
   async read(region: Region): Promise<RegionData> {
     checkRegion(this.path, this.shape.length, region);
+    const whole = await this.#readWholeChunk(region);
+    if (whole) return whole;
     const out = allocate(this.dtype, product(region.shape));
     if (this.fillValue !== 0) out.fill(this.fillValue);
     const lo = region.offset.map((o) => Math.max(o, 0));
@@ -165,6 +167,30 @@ export class ZarrVolume implements Volume {
       if (owned) chunkBuffers.give(chunk.buffer as ArrayBuffer);
     });
     return { data: out, shape: region.shape.slice() };
+  }
+
+  /**
+   * A read of exactly one chunk that lies inside the array: the decoded chunk itself is the answer
+   * when no one else holds it (not cached, not shared with a concurrent read) and it spans its own
+   * buffer, which spares allocating, page-faulting and copying a chunk-sized output. Undefined for
+   * any other region.
+   */
+  async #readWholeChunk(region: Region): Promise<RegionData | undefined> {
+    const n = this.chunks.length;
+    if (n === 0) return undefined;
+    for (let i = 0; i < n; i++) {
+      const o = region.offset[i];
+      if (region.shape[i] !== this.chunks[i] || o % this.chunks[i] !== 0 || o < 0 || o + this.chunks[i] > this.shape[i]) return undefined;
+    }
+    const c = region.offset.map((o, i) => o / this.chunks[i]);
+    const { data, owned } = await this.cache.getOrLoadOwned(this.cacheKey(c), () => this.loadChunk(c));
+    const shape = region.shape.slice();
+    if (data && owned && data.byteOffset === 0 && data.byteLength === data.buffer.byteLength) return { data, shape };
+    const out = allocate(this.dtype, product(shape));
+    if (data) (out as Uint8Array).set(data as Uint8Array);
+    else if (this.fillValue !== 0) out.fill(this.fillValue);
+    if (data && owned) chunkBuffers.give(data.buffer as ArrayBuffer);
+    return { data: out, shape };
   }
 
   /**
