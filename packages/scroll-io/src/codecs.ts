@@ -89,7 +89,14 @@ export function decodingStats(): DecodingStats {
 
 function activePool(): DecodePool | null {
   if (config.threads === 0) return null;
-  pool ??= new DecodePool(config.threads);
+  pool ??= new DecodePool(config.threads, {
+    take: (n) => chunkBuffers.takeExact(n),
+    give: (buf) => {
+      // Transferred back from a worker: a new buffer object, owned by the pool alone.
+      chunkBuffers.markRecyclable(buf);
+      chunkBuffers.give(buf);
+    },
+  });
   return pool.available ? pool : null;
 }
 
@@ -99,11 +106,12 @@ function activePool(): DecodePool | null {
  */
 async function decodeFast(codec: NativeCodecName, bytes: Uint8Array): Promise<Uint8Array | null> {
   if (!config.native) return null;
-  const decodedSize = codec === 'blosc' ? bloscDecodedSize(bytes) : bytes.length * 4;
+  const knownSize = codec === 'blosc' ? bloscDecodedSize(bytes) : codec === 'zstd' ? zstdFrameContentSize(bytes) : -1;
+  const decodedSize = knownSize >= 0 ? knownSize : bytes.length * 4;
   const p = decodedSize >= config.minPooledBytes ? activePool() : null;
   if (p) {
     try {
-      const out = await p.decode(codec, bytes);
+      const out = await p.decode(codec, bytes, knownSize);
       if (out) {
         stats.pooled++;
         recyclable(out);
@@ -114,12 +122,40 @@ async function decodeFast(codec: NativeCodecName, bytes: Uint8Array): Promise<Ui
       // The worker itself failed (the pool is now unavailable): decode here instead.
     }
   }
-  const out = decodeNative(codec, bytes);
+  const target = knownSize > 0 ? chunkBuffers.takeExact(knownSize) : undefined;
+  let out: Uint8Array | null = null;
+  try {
+    out = decodeNative(codec, bytes, target);
+  } finally {
+    // Not decoded into (size mismatch, reference codec, corrupt bytes): still unreferenced, keep it.
+    if (target && out?.buffer !== target) chunkBuffers.give(target);
+  }
   if (out) {
     stats.inThread++;
     recyclable(out);
   }
   return out;
+}
+
+/**
+ * The decoded size a zstd stream's first frame declares (RFC 8878 §3.1.1.1), or -1 when it declares
+ * none or the bytes are not a zstd frame. A hint for picking reused output memory only: the decoder
+ * checks the real size.
+ */
+export function zstdFrameContentSize(b: Uint8Array): number {
+  if (b.length < 6 || b[0] !== 0x28 || b[1] !== 0xb5 || b[2] !== 0x2f || b[3] !== 0xfd) return -1;
+  const fhd = b[4];
+  const fcsFlag = fhd >> 6;
+  const single = (fhd >> 5) & 1;
+  const pos = 5 + (single ? 0 : 1) + [0, 1, 2, 4][fhd & 3];
+  const fcsBytes = fcsFlag === 0 ? single : [0, 2, 4, 8][fcsFlag];
+  if (fcsBytes === 0 || pos + fcsBytes > b.length) return -1;
+  if (fcsBytes === 1) return b[pos];
+  if (fcsBytes === 2) return (b[pos] | (b[pos + 1] << 8)) + 256;
+  const lo = (b[pos] | (b[pos + 1] << 8) | (b[pos + 2] << 16)) + b[pos + 3] * 2 ** 24;
+  if (fcsBytes === 4) return lo;
+  const hi = b[pos + 4] | (b[pos + 5] << 8) | (b[pos + 6] << 16) | (b[pos + 7] << 24);
+  return hi === 0 ? lo : -1;
 }
 
 /**

@@ -61,9 +61,11 @@ export function bloscDecodedSize(src) {
  * blosclz/snappy inner codecs, which have no native package here, and bit-shuffled blocks ending in a
  * partial group of 8 elements).
  * @param {Uint8Array} src
+ * @param {ArrayBuffer} [target] a buffer to decode into when it has exactly the decoded size (recycled
+ *   memory: fresh memory's first-touch page faults cost more than decoding)
  * @returns {Uint8Array | null}
  */
-export function decodeBlosc(src) {
+export function decodeBlosc(src, target) {
   if (src.length < BLOSC_HEADER) throw new CorruptChunkError(`blosc buffer of ${src.length} bytes is shorter than its 16-byte header`);
   const view = new DataView(src.buffer, src.byteOffset, src.byteLength);
   const flags = src[2];
@@ -73,7 +75,7 @@ export function decodeBlosc(src) {
   const cbytes = view.getUint32(12, true);
   if (cbytes > src.length) throw new CorruptChunkError(`blosc buffer truncated: header says ${cbytes} bytes, have ${src.length}`);
   if (nbytes > 0x7fffffff) throw new CorruptChunkError(`blosc header declares ${nbytes} decoded bytes (more than blosc allows)`);
-  const out = new Uint8Array(nbytes);
+  const out = target && target.byteLength === nbytes ? new Uint8Array(target) : new Uint8Array(nbytes);
   if (nbytes === 0) return out;
   if (flags & BLOSC_MEMCPYED) {
     if (BLOSC_HEADER + nbytes > src.length) throw new CorruptChunkError(`blosc memcpyed buffer truncated: need ${BLOSC_HEADER + nbytes} bytes, have ${src.length}`);
@@ -222,13 +224,16 @@ function bitunshuffle(typesize, bsize, src, dst) {
   }
 }
 
-/** Decodes a zstd stream (one or more frames; numcodecs `zstd`, Zarr v3 `zstd`). */
-export function decodeZstd(src) {
+/**
+ * Decodes a zstd stream (one or more frames; numcodecs `zstd`, Zarr v3 `zstd`), into `target` when it
+ * has exactly the size the single frame declares.
+ */
+export function decodeZstd(src, target) {
   try {
     const size = zstdBinding.getFrameContentSize(src);
     // One frame that declares its size (what numcodecs writes): decode straight into the output.
     if (size !== null && size <= 0x7fffffff && zstdBinding.findFrameCompressedSize(src) === src.length) {
-      const out = new Uint8Array(size);
+      const out = target && target.byteLength === size ? new Uint8Array(target) : new Uint8Array(size);
       const got = zstdContext().decompress(out, src);
       if (got !== size) throw new Error(`frame declares ${size} bytes, decoded ${got}`);
       return out;
@@ -251,14 +256,15 @@ function owned(buf) {
  * reference (WASM) decoder.
  * @param {'blosc'|'zstd'|'gzip'|'zlib'} codec
  * @param {Uint8Array} src
+ * @param {ArrayBuffer} [target] reused output memory (blosc, zstd), used when its size is exact
  * @returns {Uint8Array | null}
  */
-export function decodeNative(codec, src) {
+export function decodeNative(codec, src, target) {
   switch (codec) {
     case 'blosc':
-      return decodeBlosc(src);
+      return decodeBlosc(src, target);
     case 'zstd':
-      return decodeZstd(src);
+      return decodeZstd(src, target);
     case 'gzip':
       try {
         return owned(gunzipSync(src));
@@ -281,16 +287,20 @@ if (!isMainThread && parentPort && workerData && workerData.role === 'goe-decode
   const port = parentPort;
   port.on('message', (job) => {
     // The input buffer goes back with every answer, for the pool to reuse.
+    // So does an output buffer the decoder did not use.
     const input = job.bytes;
+    const target = job.target;
+    const back = (used) => (target && !used ? [input.buffer, target] : [input.buffer]);
     try {
-      const out = decodeNative(job.codec, input);
-      if (out === null) port.postMessage({ id: job.id, input, out: null }, [input.buffer]);
+      const out = decodeNative(job.codec, input, target);
+      if (out === null) port.postMessage({ id: job.id, input, out: null, target }, back(false));
       else {
         const sendable = out.byteOffset === 0 && out.byteLength === out.buffer.byteLength ? out : new Uint8Array(out);
-        port.postMessage({ id: job.id, input, out: sendable }, [sendable.buffer, input.buffer]);
+        const used = sendable.buffer === target;
+        port.postMessage({ id: job.id, input, out: sendable, target: used ? undefined : target }, [sendable.buffer, ...back(used)]);
       }
     } catch (err) {
-      port.postMessage({ id: job.id, input, error: err instanceof Error ? err.message : String(err), corrupt: err instanceof CorruptChunkError }, [input.buffer]);
+      port.postMessage({ id: job.id, input, target, error: err instanceof Error ? err.message : String(err), corrupt: err instanceof CorruptChunkError }, back(false));
     }
   });
 }

@@ -17,6 +17,8 @@ interface Job {
   id: number;
   codec: NativeCodecName;
   bytes: Uint8Array;
+  /** Decoded size when known ahead (blosc header, zstd frame header), else -1. */
+  outSize: number;
   resolve: (out: Uint8Array | null) => void;
   reject: (err: Error) => void;
 }
@@ -31,11 +33,21 @@ interface Reply {
   /** The job's input buffer, handed back for reuse. */
   input?: Uint8Array;
   out?: Uint8Array | null;
+  /** The output buffer sent with the job, handed back when the decoder could not use it. */
+  target?: ArrayBuffer;
   error?: string;
   corrupt?: boolean;
 }
 
 const WORKER_URL = new URL('./decode-worker.js', import.meta.url);
+
+/** Where a {@link DecodePool} gets reused output memory from, and where it returns what went unused. */
+export interface OutputBuffers {
+  /** A buffer of exactly `n` bytes that no one references, or undefined. */
+  take(n: number): ArrayBuffer | undefined;
+  /** Takes back a buffer from {@link take} that the decoder did not use. */
+  give(buf: ArrayBuffer): void;
+}
 
 /**
  * A pool of worker threads that decode chunk bytes with the native codecs of decode-worker.js, so
@@ -55,9 +67,16 @@ export class DecodePool {
   #broken = false;
   #closed = false;
 
-  /** @param size most worker threads (default: the number of cores) */
-  constructor(size = availableParallelism()) {
+  readonly #outputs: OutputBuffers | undefined;
+
+  /**
+   * @param size most worker threads (default: the number of cores)
+   * @param outputs reused memory for decoded chunks: a worker decodes into it when the decoded size is
+   *   known ahead, sparing the first-touch page faults of a fresh output
+   */
+  constructor(size = availableParallelism(), outputs?: OutputBuffers) {
     this.size = Math.max(1, Math.floor(size));
+    this.#outputs = outputs;
   }
 
   /** False once a worker failed to start or the pool was closed: decode in-thread instead. */
@@ -78,12 +97,13 @@ export class DecodePool {
   /**
    * Decodes `bytes` with `codec` on a worker. The bytes are copied into the message (the caller keeps
    * its buffer); the decoded result is transferred back without a copy.
+   * @param outSize the decoded size when known ahead (-1: unknown), to pick a reused output buffer
    * @returns the decoded bytes, or null when the codec configuration is left to the reference decoder
    */
-  decode(codec: NativeCodecName, bytes: Uint8Array): Promise<Uint8Array | null> {
+  decode(codec: NativeCodecName, bytes: Uint8Array, outSize = -1): Promise<Uint8Array | null> {
     if (!this.available) return Promise.reject(new Error('decode pool is not available'));
     return new Promise((resolve, reject) => {
-      this.#queue.push({ id: this.#nextId++, codec, bytes, resolve, reject });
+      this.#queue.push({ id: this.#nextId++, codec, bytes, outSize, resolve, reject });
       this.#pump();
     });
   }
@@ -111,7 +131,10 @@ export class DecodePool {
       // A private copy to transfer: the caller's buffer may be a view into a larger shared one.
       const copy = new Uint8Array(this.#buffer(job.bytes.length), 0, job.bytes.length);
       copy.set(job.bytes);
-      slot.worker.postMessage({ id: job.id, codec: job.codec, bytes: copy }, [copy.buffer]);
+      // Output memory is taken only now, when a worker is about to decode, so queued jobs hold none.
+      const target = job.outSize > 0 ? this.#outputs?.take(job.outSize) : undefined;
+      const transfer: ArrayBuffer[] = target ? [copy.buffer, target] : [copy.buffer];
+      slot.worker.postMessage({ id: job.id, codec: job.codec, bytes: copy, target }, transfer);
     }
   }
 
@@ -142,6 +165,7 @@ export class DecodePool {
       slot.job = null;
       worker.unref();
       if (reply.input && this.#spare.length < 2 * this.size) this.#spare.push(reply.input.buffer as ArrayBuffer);
+      if (reply.target) this.#outputs?.give(reply.target);
       if (reply.error !== undefined) job.reject(new DecodeWorkerError(reply.error, reply.corrupt === true));
       else job.resolve(reply.out ?? null);
       this.#pump();

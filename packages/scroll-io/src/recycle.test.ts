@@ -2,7 +2,9 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createRequire } from 'node:module';
 import { ChunkCache } from './cache.js';
+import { decodingStats, zstdFrameContentSize } from './codecs.js';
 import type { Compressor } from './metadata.js';
 import { openVolume } from './ome.js';
 import { BufferRecycler, chunkBuffers } from './store.js';
@@ -33,6 +35,16 @@ describe('ChunkCache.getOrLoadOwned', () => {
   });
 });
 
+describe('zstdFrameContentSize', () => {
+  it('reads the size a zstd frame declares, for every field width', () => {
+    const zstd = createRequire(import.meta.url)('zstd-napi') as { compress(b: Uint8Array): Uint8Array };
+    for (const n of [0, 1, 255, 256, 300, 65_791, 70_000, 1 << 20, 5_000_000]) {
+      expect(zstdFrameContentSize(zstd.compress(new Uint8Array(n).fill(n & 255)))).toBe(n);
+    }
+    expect(zstdFrameContentSize(Uint8Array.from([1, 2, 3, 4, 5, 6, 7, 8]))).toBe(-1);
+  });
+});
+
 describe('BufferRecycler', () => {
   it('reuses only registered buffers, best fit within 2x, within its bounds', () => {
     const r = new BufferRecycler(2, 1000);
@@ -50,6 +62,8 @@ describe('BufferRecycler', () => {
     r.give(b);
     r.give(c); // would pass maxBytes: dropped
     expect(r.bytes).toBe(600);
+    expect(r.takeExact(599)).toBeUndefined();
+    expect(r.takeExact(600)).toBe(b);
   });
 });
 
@@ -62,11 +76,19 @@ describe('reads with recycled chunk buffers', () => {
 
   const value = (z: number, y: number, x: number) => (z * 31 + y * 7 + x * 3 + ((z * y) >> 2)) & 255;
 
-  for (const compressor of ['none', 'blosc-lz4', 'zstd'] as Compressor[]) {
-    it(`returns the right voxels on every one of many overlapping concurrent reads (${compressor})`, async () => {
-      const [D, H, W] = [48, 40, 72];
-      const path = join(dir, `${compressor}.zarr`);
-      const v = await createVolume(path, { shape: [D, H, W], chunks: [16, 16, 32], dtype: 'uint8', compressor });
+  // Small chunks decode in this thread, 128 KiB ones on the decode workers (into recycled outputs).
+  const cases: Array<[Compressor, number[], number[]]> = [
+    ['none', [48, 40, 72], [16, 16, 32]],
+    ['blosc-lz4', [48, 40, 72], [16, 16, 32]],
+    ['zstd', [48, 40, 72], [16, 16, 32]],
+    ['blosc-lz4', [64, 96, 128], [32, 64, 64]],
+    ['zstd', [64, 96, 128], [32, 64, 64]],
+  ];
+  for (const [compressor, [D, H, W], chunks] of cases) {
+    it(`returns the right voxels on every one of many overlapping concurrent reads (${compressor}, chunks ${chunks.join('x')})`, async () => {
+      const path = join(dir, `${compressor}-${chunks.join('x')}.zarr`);
+      const pooledBefore = decodingStats().pooled;
+      const v = await createVolume(path, { shape: [D, H, W], chunks, dtype: 'uint8', compressor });
       const all = new Uint8Array(D * H * W);
       for (let z = 0; z < D; z++) for (let y = 0; y < H; y++) for (let x = 0; x < W; x++) all[(z * H + y) * W + x] = value(z, y, x);
       await v.write({ offset: [0, 0, 0], shape: [D, H, W] }, all);
@@ -93,6 +115,7 @@ describe('reads with recycled chunk buffers', () => {
         });
       }
       expect(chunkBuffers.bytes).toBeGreaterThan(0); // the reads did recycle buffers
+      if (chunks[0] === 32 && compressor !== 'none') expect(decodingStats().pooled).toBeGreaterThan(pooledBefore);
     });
   }
 });

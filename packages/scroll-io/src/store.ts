@@ -74,6 +74,14 @@ export class BufferRecycler {
     this.#bytes -= buf.byteLength;
     return buf;
   }
+  /** A held buffer of exactly `n` bytes (to decode a chunk into), or undefined. */
+  takeExact(n: number): ArrayBuffer | undefined {
+    const i = this.#free.findIndex((b) => b.byteLength === n);
+    if (i < 0) return undefined;
+    const buf = this.#free.splice(i, 1)[0];
+    this.#bytes -= buf.byteLength;
+    return buf;
+  }
   /**
    * Hands `buf` back for reuse. The caller promises nothing references it any more; buffers never
    * registered as recyclable (and detached ones) are ignored.
