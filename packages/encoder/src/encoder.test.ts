@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { backendsUnderTest, expectNoLeak, makeRng, tf, useBackend, type Rng } from '@goe/tf';
+import { backendsUnderTest, directionalGradCheck, expectNoLeak, makeRng, tf, useBackend, type Rng } from '@goe/tf';
 import {
   ENCODER_DEFAULTS,
   Encoder,
@@ -269,20 +269,7 @@ describe('Encoder', () => {
       expect(g!.some((e) => e !== 0), path).toBe(true);
     }
     const w = enc.blocks[0]!.attn.qkv.w;
-    const gw = grads.get(w.name)!;
-    const dir = randn(rng, w.size);
-    const analytic = dir.reduce((s, u, i) => s + u * gw[i]!, 0);
-    const w0 = await w.data();
-    const h = 1e-2;
-    const at = async (sign: number): Promise<number> => {
-      w.assign(tf.tensor(w0.map((v, i) => v + sign * h * dir[i]!), w.shape));
-      const l = lossFn();
-      const v = (await l.data())[0]!;
-      l.dispose();
-      return v;
-    };
-    const numeric = ((await at(1)) - (await at(-1))) / (2 * h);
-    w.assign(tf.tensor(w0, w.shape));
+    const { analytic, numeric } = await directionalGradCheck(w, grads.get(w.name)!, lossFn, rng);
     expect(Math.abs(numeric - analytic)).toBeLessThan(1e-2 * Math.max(1, Math.abs(analytic)));
     tf.dispose([t, a, r1, r2]);
     enc.dispose();

@@ -3,6 +3,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { availableBackends, type BackendName } from './backend.js';
+import type { Rng } from './rng.js';
 
 /**
  * The backends a conformance-style test should cover: every available one, or the comma-separated
@@ -40,4 +41,37 @@ export function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
     if (d > m) m = d;
   }
   return m;
+}
+
+/**
+ * Directional finite-difference check of a variable's gradient: compares `<dir, grad>` with the
+ * central difference `(L(w + h dir) - L(w - h dir)) / 2h` along a random direction drawn from `rng`,
+ * then restores the variable. `loss` must return a fresh scalar (it is disposed here).
+ * @param grad the analytic gradient of `loss` with respect to `variable`, same size as it
+ * @returns both numbers, for the caller's tolerance
+ */
+export async function directionalGradCheck(
+  variable: tf.Variable,
+  grad: ArrayLike<number>,
+  loss: () => tf.Scalar,
+  rng: Rng,
+  h = 1e-2,
+): Promise<{ analytic: number; numeric: number }> {
+  const dir = Float64Array.from({ length: variable.size }, () => rng.normal());
+  let analytic = 0;
+  for (let i = 0; i < dir.length; i++) analytic += (dir[i] as number) * (grad[i] as number);
+  const w0 = (await variable.data()) as Float32Array;
+  const at = async (sign: number): Promise<number> => {
+    tf.tidy(() => variable.assign(tf.tensor(w0.map((v, i) => v + sign * h * (dir[i] as number)), variable.shape)));
+    const l = loss();
+    const v = (await l.data())[0] as number;
+    l.dispose();
+    return v;
+  };
+  try {
+    const numeric = ((await at(1)) - (await at(-1))) / (2 * h);
+    return { analytic, numeric };
+  } finally {
+    tf.tidy(() => variable.assign(tf.tensor(w0, variable.shape)));
+  }
 }

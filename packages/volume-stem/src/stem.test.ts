@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { backendsUnderTest, expectNoLeak, makeRng, tf, useBackend } from '@goe/tf';
+import { backendsUnderTest, directionalGradCheck, expectNoLeak, makeRng, tf, useBackend } from '@goe/tf';
 import {
   VolumeStem,
   VolumeStemInputError,
@@ -173,20 +173,7 @@ describe('VolumeStem', () => {
     }
     // Directional finite difference on the conv filter (the reordered taps and the patchify sit in between).
     const w = stem.conv!.w;
-    const gw = grads.get(w.name)!;
-    const dir = Float32Array.from({ length: w.size }, () => rng.normal());
-    const analytic = dir.reduce((s, u, i) => s + u * gw[i]!, 0);
-    const w0 = await w.data();
-    const h = 1e-2;
-    const evalAt = async (sign: number): Promise<number> => {
-      w.assign(tf.tensor(w0.map((v, i) => v + sign * h * dir[i]!), w.shape));
-      const l = lossFn();
-      const v = (await l.data())[0]!;
-      l.dispose();
-      return v;
-    };
-    const numeric = ((await evalAt(1)) - (await evalAt(-1))) / (2 * h);
-    w.assign(tf.tensor(w0, w.shape));
+    const { analytic, numeric } = await directionalGradCheck(w, grads.get(w.name)!, lossFn, rng);
     expect(Math.abs(numeric - analytic)).toBeLessThan(2e-2 * Math.max(1, Math.abs(analytic)));
     tf.dispose([x, r1, r2]);
     stem.dispose();
