@@ -79,5 +79,12 @@ export {
 export { ADAM_DEFAULTS, Adam, type AdamConfig } from './optim.js';
 export { ConfigFieldError, InputShapeError, describeValue, type InputErrorFactory } from './errors.js';
 export { configChecks, type ConfigChecks, type ConfigErrorFactory } from './config-checks.js';
-export { SeparableSmoothing, unpatchifyCells, type TokenGrid } from './upsample.js';
+export {
+  SeparableSmoothing,
+  VOXEL_DECODER_DEFAULTS,
+  resolveVoxelDecoderFields,
+  unpatchifyCells,
+  type TokenGrid,
+  type VoxelDecoderConfig,
+} from './upsample.js';
 export { angularErrorStats, type AngleStats } from './angles.js';

@@ -9,6 +9,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { Module } from './module.js';
 import type { Rng } from './rng.js';
+import type { ConfigChecks } from './config-checks.js';
 
 /** How a `[B, D, H, W]` volume is cut into `N = gd * gh * gw` tokens (the volume stem's grid). */
 export interface TokenGrid {
@@ -91,4 +92,42 @@ export class SeparableSmoothing extends Module {
       return tf.reshape(t, [B, D, H, W]) as tf.Tensor4D;
     });
   }
+}
+
+/** The settings every voxel head's decoder shares (ink, geometry): tokens -> per-cell voxel logits. */
+export interface VoxelDecoderConfig {
+  /** Token width d. */
+  d: number;
+  /** Voxels per token `[cz, cy, cx]`; must equal the stem's cell (checked against the grid at apply). */
+  cell: [number, number, number];
+  /** LayerNorm on the tokens before the decoder. */
+  norm: boolean;
+  /** Width of one GELU hidden layer before the per-cell logits; 0 = a single Linear d -> cell voxels. */
+  hidden: number;
+  /**
+   * Learned separable 3-tap smoothing of the voxel logits along z, y and x (identity at start), so
+   * that neighbouring cells can agree across their shared faces.
+   */
+  smoothing: boolean;
+}
+
+/** Defaults of the shared decoder settings (`cell` matches the volume stem's default). */
+export const VOXEL_DECODER_DEFAULTS: Readonly<VoxelDecoderConfig> = Object.freeze({
+  d: 64,
+  cell: [4, 4, 4] as [number, number, number],
+  norm: true,
+  hidden: 0,
+  smoothing: true,
+});
+
+/** Validates the shared decoder fields of a merged head config with that head's checks. */
+export function resolveVoxelDecoderFields(check: ConfigChecks, p: Record<string, unknown>): VoxelDecoderConfig {
+  const cell = check.triple('cell', p['cell'], (f, v) => check.int(f, v, 1), '[cz, cy, cx]');
+  return {
+    d: check.int('d', p['d'], 1),
+    cell,
+    norm: check.bool('norm', p['norm']),
+    hidden: check.int('hidden', p['hidden'], 0),
+    smoothing: check.bool('smoothing', p['smoothing']),
+  };
 }
