@@ -128,6 +128,45 @@ function geometry3d(
 }
 
 /**
+ * Visits every (output position, filter tap) pair of a conv3d whose tap lands inside the input, in
+ * output order: `visit(xBase, fBase, oBase)` gets the offsets of the input voxel's channel 0, of the
+ * filter row `[a, c, e, 0, 0]` and of the output position's channel 0. The three conv references
+ * differ only in what they do with the channels there.
+ */
+function forEachConvTap(
+  g: ReturnType<typeof geometry3d>,
+  k: [number, number, number],
+  cin: number,
+  cout: number,
+  visit: (xBase: number, fBase: number, oBase: number) => void,
+): void {
+  const [kd, kh, kw] = k;
+  let o = 0;
+  for (let b = 0; b < g.n; b++) {
+    for (let od = 0; od < g.outD; od++) {
+      for (let oh = 0; oh < g.outH; oh++) {
+        for (let ow = 0; ow < g.outW; ow++) {
+          for (let a = 0; a < kd; a++) {
+            const id = od * g.sd - g.pd + a;
+            if (id < 0 || id >= g.inD) continue;
+            for (let c = 0; c < kh; c++) {
+              const ih = oh * g.sh - g.ph + c;
+              if (ih < 0 || ih >= g.inH) continue;
+              for (let e = 0; e < kw; e++) {
+                const iw = ow * g.sw - g.pw + e;
+                if (iw < 0 || iw >= g.inW) continue;
+                visit((((b * g.inD + id) * g.inH + ih) * g.inW + iw) * cin, ((a * kh + c) * kw + e) * cin * cout, o);
+              }
+            }
+          }
+          o += cout;
+        }
+      }
+    }
+  }
+}
+
+/**
  * 3D convolution (cross-correlation, as in TensorFlow), dilation 1.
  *
  * @param x `[N, D, H, W, Cin]`
@@ -146,38 +185,13 @@ export function refConv3d(x: HostTensorLike, filter: HostTensorLike, strides: Re
   const out = new Float64Array(size(outShape));
   const xd = x.data;
   const fd = filter.data;
-  const acc = new Float64Array(cout);
-  let o = 0;
-  for (let b = 0; b < g.n; b++) {
-    for (let od = 0; od < g.outD; od++) {
-      for (let oh = 0; oh < g.outH; oh++) {
-        for (let ow = 0; ow < g.outW; ow++) {
-          acc.fill(0);
-          for (let a = 0; a < kd; a++) {
-            const id = od * g.sd - g.pd + a;
-            if (id < 0 || id >= g.inD) continue;
-            for (let c = 0; c < kh; c++) {
-              const ih = oh * g.sh - g.ph + c;
-              if (ih < 0 || ih >= g.inH) continue;
-              for (let e = 0; e < kw; e++) {
-                const iw = ow * g.sw - g.pw + e;
-                if (iw < 0 || iw >= g.inW) continue;
-                const xBase = (((b * g.inD + id) * g.inH + ih) * g.inW + iw) * cin;
-                const fBase = ((a * kh + c) * kw + e) * cin * cout;
-                for (let ci = 0; ci < cin; ci++) {
-                  const xv = xd[xBase + ci] as number;
-                  const fRow = fBase + ci * cout;
-                  for (let co = 0; co < cout; co++) acc[co] = (acc[co] as number) + xv * (fd[fRow + co] as number);
-                }
-              }
-            }
-          }
-          out.set(acc, o);
-          o += cout;
-        }
-      }
+  forEachConvTap(g, [kd, kh, kw], cin, cout, (xBase, fBase, o) => {
+    for (let ci = 0; ci < cin; ci++) {
+      const xv = xd[xBase + ci] as number;
+      const fRow = fBase + ci * cout;
+      for (let co = 0; co < cout; co++) out[o + co] = (out[o + co] as number) + xv * (fd[fRow + co] as number);
     }
-  }
+  });
   return { data: out, shape: outShape };
 }
 
@@ -212,36 +226,14 @@ export function refConv3dTranspose(
   const out = new Float64Array(size(inputShape));
   const dd = dy.data;
   const fd = filter.data;
-  let o = 0;
-  for (let b = 0; b < g.n; b++) {
-    for (let od = 0; od < g.outD; od++) {
-      for (let oh = 0; oh < g.outH; oh++) {
-        for (let ow = 0; ow < g.outW; ow++) {
-          for (let a = 0; a < kd; a++) {
-            const id = od * g.sd - g.pd + a;
-            if (id < 0 || id >= g.inD) continue;
-            for (let c = 0; c < kh; c++) {
-              const ih = oh * g.sh - g.ph + c;
-              if (ih < 0 || ih >= g.inH) continue;
-              for (let e = 0; e < kw; e++) {
-                const iw = ow * g.sw - g.pw + e;
-                if (iw < 0 || iw >= g.inW) continue;
-                const xBase = (((b * g.inD + id) * g.inH + ih) * g.inW + iw) * cin;
-                const fBase = ((a * kh + c) * kw + e) * cin * cout;
-                for (let ci = 0; ci < cin; ci++) {
-                  const fRow = fBase + ci * cout;
-                  let s = 0;
-                  for (let co = 0; co < cout; co++) s += (dd[o + co] as number) * (fd[fRow + co] as number);
-                  out[xBase + ci] = (out[xBase + ci] as number) + s;
-                }
-              }
-            }
-          }
-          o += cout;
-        }
-      }
+  forEachConvTap(g, [kd, kh, kw], cin, cout, (xBase, fBase, o) => {
+    for (let ci = 0; ci < cin; ci++) {
+      const fRow = fBase + ci * cout;
+      let acc = 0;
+      for (let co = 0; co < cout; co++) acc += (dd[o + co] as number) * (fd[fRow + co] as number);
+      out[xBase + ci] = (out[xBase + ci] as number) + acc;
     }
-  }
+  });
   return { data: out, shape: [...inputShape] };
 }
 
@@ -273,35 +265,13 @@ export function refConv3dFilterGrad(
   const out = new Float64Array(size(filterShape));
   const xd = x.data;
   const dd = dy.data;
-  let o = 0;
-  for (let b = 0; b < g.n; b++) {
-    for (let od = 0; od < g.outD; od++) {
-      for (let oh = 0; oh < g.outH; oh++) {
-        for (let ow = 0; ow < g.outW; ow++) {
-          for (let a = 0; a < kd; a++) {
-            const id = od * g.sd - g.pd + a;
-            if (id < 0 || id >= g.inD) continue;
-            for (let c = 0; c < kh; c++) {
-              const ih = oh * g.sh - g.ph + c;
-              if (ih < 0 || ih >= g.inH) continue;
-              for (let e = 0; e < kw; e++) {
-                const iw = ow * g.sw - g.pw + e;
-                if (iw < 0 || iw >= g.inW) continue;
-                const xBase = (((b * g.inD + id) * g.inH + ih) * g.inW + iw) * cin;
-                const fBase = ((a * kh + c) * kw + e) * cin * cout;
-                for (let ci = 0; ci < cin; ci++) {
-                  const xv = xd[xBase + ci] as number;
-                  const fRow = fBase + ci * cout;
-                  for (let co = 0; co < cout; co++) out[fRow + co] = (out[fRow + co] as number) + xv * (dd[o + co] as number);
-                }
-              }
-            }
-          }
-          o += cout;
-        }
-      }
+  forEachConvTap(g, [kd, kh, kw], cin, cout, (xBase, fBase, o) => {
+    for (let ci = 0; ci < cin; ci++) {
+      const xv = xd[xBase + ci] as number;
+      const fRow = fBase + ci * cout;
+      for (let co = 0; co < cout; co++) out[fRow + co] = (out[fRow + co] as number) + xv * (dd[o + co] as number);
     }
-  }
+  });
   return { data: out, shape: [...filterShape] };
 }
 
