@@ -1,6 +1,6 @@
 /**
  * Timing of one GoE layer's forward and forward+backward at the pipeline's working size. Runs only
- * with GOE_BENCH=1 (it is a measurement, not a check): `GOE_BENCH=1 npx vitest run src/bench.test.ts`.
+ * with GOE_BENCH=1 (it is a measurement, not a check): `npx nx run core:bench`.
  */
 import { backendsUnderTest, makeRng, tf, useBackend, type BackendName } from '@goe/tf';
 import { describe, expect, it } from 'vitest';
