@@ -8,6 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ChunkCache } from './cache.js';
+import { configureDecoding } from './codecs.js';
 import { ZarrChunkError, ZarrError, ZarrMetadataError, ZarrRegionError } from './errors.js';
 import type { Compressor } from './metadata.js';
 import { openVolume } from './ome.js';
@@ -48,9 +49,13 @@ async function chunkError(path: string, origin: number[]): Promise<ZarrChunkErro
   return err as ZarrChunkError;
 }
 
-describe('damaged chunks', () => {
+// Both read paths: the compiled reader (native/reader.c) and zarrita's codec pipeline.
+describe.each([true, false])('damaged chunks (compiled reader %s)', (nativeReader) => {
+  beforeAll(() => configureDecoding({ nativeReader }));
+  afterAll(() => configureDecoding());
+
   it.each(CODECS)('%s: a truncated chunk is a ZarrChunkError naming the path and chunk key', async (codec) => {
-    const path = await makeArray(`trunc-${codec}`, codec);
+    const path = await makeArray(`trunc-${codec}-${nativeReader}`, codec);
     const file = join(path, '0.1.0');
     const bytes = await readFile(file);
     await writeFile(file, bytes.subarray(0, Math.floor(bytes.length / 2)));
@@ -66,7 +71,7 @@ describe('damaged chunks', () => {
   });
 
   it.each(['blosc-lz4', 'blosc-zstd', 'zlib', 'gzip'] as Compressor[])('%s: a chunk with flipped bytes is a ZarrChunkError', async (codec) => {
-    const path = await makeArray(`flip-${codec}`, codec);
+    const path = await makeArray(`flip-${codec}-${nativeReader}`, codec);
     const file = join(path, '1.0.1');
     const bytes = Buffer.from(await readFile(file));
     for (let i = 16; i < bytes.length; i += 3) bytes[i] ^= 0x5a;
@@ -75,25 +80,26 @@ describe('damaged chunks', () => {
   });
 
   it('zstd with a damaged frame header, and raw chunks of the wrong length, are ZarrChunkErrors', async () => {
-    const z = await makeArray('hdr-zstd', 'zstd');
+    const z = await makeArray(`hdr-zstd-${nativeReader}`, 'zstd');
     const zf = join(z, '0.0.0');
     const zb = Buffer.from(await readFile(zf));
     zb[0] ^= 0xff; // frame magic
     await writeFile(zf, zb);
     expect((await chunkError(z, [0, 0, 0])).chunkKey).toBe('0.0.0');
-    const raw = await makeArray('long-none', 'none');
+    const raw = await makeArray(`long-none-${nativeReader}`, 'none');
     const rf = join(raw, '0.0.1');
     await writeFile(rf, Buffer.concat([await readFile(rf), Buffer.alloc(6)]));
     const e = await chunkError(raw, [0, 0, 4]);
-    expect(e.message).toMatch(/decoded to uint16\[67\], expected uint16\[64\]/);
+    // 64 uint16 voxels are 128 bytes; the file has 134.
+    expect(e.message).toMatch(nativeReader ? /raw chunk has 134 bytes, expected 128/ : /decoded to uint16\[67\], expected uint16\[64\]/);
   });
 
   it('a chunk key that is a directory, and an unknown codec, fail on read with the chunk key', async () => {
-    const path = await makeArray('dirchunk', 'zstd');
+    const path = await makeArray(`dirchunk-${nativeReader}`, 'zstd');
     await rm(join(path, '1.1.1'));
     await mkdir(join(path, '1.1.1'));
     expect((await chunkError(path, [4, 4, 4])).chunkKey).toBe('1.1.1');
-    const unk = await makeArray('unknown-codec', 'zstd');
+    const unk = await makeArray(`unknown-codec-${nativeReader}`, 'zstd');
     const meta = JSON.parse(await readFile(join(unk, '.zarray'), 'utf8')) as Record<string, unknown>;
     meta.compressor = { id: 'no-such-codec' };
     await writeFile(join(unk, '.zarray'), JSON.stringify(meta));
@@ -103,7 +109,7 @@ describe('damaged chunks', () => {
   });
 
   it('the sampler and the tiler surface a damaged chunk as the same typed error, not an unhandled rejection', async () => {
-    const path = await makeArray('stream', 'blosc-lz4');
+    const path = await makeArray(`stream-${nativeReader}`, 'blosc-lz4');
     await writeFile(join(path, '0.0.0'), Buffer.from('not a blosc chunk'));
     const vol = await openVolume(path, { cache: new ChunkCache(0) });
     const tiler = new Tiler({ volume: vol, tile: [4, 4, 4], prefetch: 4 });

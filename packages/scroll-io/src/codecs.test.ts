@@ -226,7 +226,7 @@ console.log('decoded ' + String(out.length));`;
     expect(Date.now() - t0).toBeLessThan(20000);
   });
 
-  it('routes volume reads through the pool or the calling thread, with identical results', async () => {
+  it('routes zarrita volume reads through the pool or the calling thread, with identical results', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'codecs-'));
     try {
       const shape = [40, 64, 64];
@@ -238,7 +238,7 @@ console.log('decoded ' + String(out.length));`;
         const region = { offset: [3, -5, 7], shape: [30, 60, 70] };
         const results: Uint8Array[] = [];
         for (const threads of [0, 2]) {
-          await configureDecoding({ threads, minPooledBytes: 0 });
+          await configureDecoding({ threads, minPooledBytes: 0, nativeReader: false });
           const before = decodingStats();
           const r = await (await openVolume(path, { cache: new ChunkCache(0) })).read(region);
           const after = decodingStats();
@@ -276,7 +276,7 @@ console.log('decoded ' + String(out.length));`;
       // Truncated (an interrupted copy): blosc has no checksum, so flipped bytes could decode silently.
       const bytes = await readFile(file);
       await writeFile(file, bytes.subarray(0, bytes.length - 50));
-      await configureDecoding({ threads: 2, minPooledBytes: 0 });
+      await configureDecoding({ threads: 2, minPooledBytes: 0, nativeReader: false });
       const vol = await openVolume(path, { cache: new ChunkCache(0) });
       await expect(vol.read({ offset: [0, 0, 0], shape: [2, 2, 2] })).rejects.toThrow(ZarrChunkError);
       await expect(vol.read({ offset: [0, 0, 0], shape: [2, 2, 2] })).rejects.toThrow(/0\/0\/0/);

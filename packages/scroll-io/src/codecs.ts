@@ -22,12 +22,21 @@ export interface DecodingConfig {
    * decoding them. Default 65536.
    */
   minPooledBytes: number;
+  /**
+   * Read local chunks stored raw or compressed by blosc or zstd (C order, little endian, no filters,
+   * not sharded) with the compiled reader (native/reader.c) when it was built: file read, decode and
+   * the copy into the output all run on libuv's thread pool, with the system's C blosc and libzstd.
+   * Everything else (sharded arrays, http, gzip/zlib, filters) goes through zarrita with the decoders
+   * above. Default true.
+   */
+  nativeReader: boolean;
 }
 
 const DEFAULTS: DecodingConfig = {
   native: true,
   threads: availableParallelism(),
   minPooledBytes: 65536,
+  nativeReader: true,
 };
 
 /**
@@ -39,6 +48,7 @@ export function resolveDecodingConfig(partial: Partial<DecodingConfig> = {}): De
     if (!(key in DEFAULTS)) throw new ScrollIoOptionError(key, `unknown decoding option (expected one of ${Object.keys(DEFAULTS).join(', ')})`);
   }
   const c = { ...DEFAULTS, ...partial };
+  if (typeof c.nativeReader !== 'boolean') throw new ScrollIoOptionError('nativeReader', `expected a boolean, received ${JSON.stringify(c.nativeReader)}`);
   if (typeof c.native !== 'boolean') throw new ScrollIoOptionError('native', `expected a boolean, received ${JSON.stringify(c.native)}`);
   if (!Number.isSafeInteger(c.threads) || c.threads < 0) throw new ScrollIoOptionError('threads', `expected an integer >= 0, received ${JSON.stringify(c.threads)}`);
   if (!Number.isSafeInteger(c.minPooledBytes) || c.minPooledBytes < 0) {
@@ -55,11 +65,18 @@ export interface DecodingStats {
   inThread: number;
   /** Chunks decoded by zarrita's reference (WASM/JS) codec. */
   reference: number;
+  /** Chunks read and decoded by the compiled reader (native/reader.c). */
+  compiled: number;
 }
 
 let config = resolveDecodingConfig();
 let pool: DecodePool | null = null;
-const stats: DecodingStats = { pooled: 0, inThread: 0, reference: 0 };
+const stats: DecodingStats = { pooled: 0, inThread: 0, reference: 0, compiled: 0 };
+
+/** Counts a chunk read by the compiled reader. */
+export function countCompiledChunk(): void {
+  stats.compiled++;
+}
 
 /**
  * Sets how every reader in the process decodes chunks (the setting is process-wide, like the codec
@@ -80,6 +97,11 @@ export async function configureDecoding(partial: Partial<DecodingConfig> = {}): 
 /** The decoding configuration in force. */
 export function decodingConfig(): DecodingConfig {
   return { ...config };
+}
+
+/** Whether local plain-codec chunks go through the compiled reader (see {@link DecodingConfig.nativeReader}). */
+export function useNativeReader(): boolean {
+  return config.nativeReader;
 }
 
 /** A copy of the process-wide decode counters. */

@@ -29,7 +29,7 @@ export interface DtypeArrayMap {
   float64: Float64Array;
 }
 
-type Ctor = { new (length: number): VolumeArray; readonly BYTES_PER_ELEMENT: number; readonly name: string };
+type Ctor = { new (length: number): VolumeArray; new (buffer: ArrayBuffer): VolumeArray; readonly BYTES_PER_ELEMENT: number; readonly name: string };
 
 const CTORS: Record<Dtype, Ctor> = {
   uint8: Uint8Array,
@@ -63,6 +63,11 @@ export function isDtype(x: unknown): x is Dtype {
 /** A new zero-filled typed array of `dtype`. */
 export function allocate<D extends Dtype>(dtype: D, length: number): DtypeArrayMap[D] {
   return new CTORS[dtype](length) as DtypeArrayMap[D];
+}
+
+/** A typed array of `dtype` over the whole of `buffer` (whose length must be a multiple of the element size). */
+export function viewOf<D extends Dtype>(dtype: D, buffer: ArrayBuffer): DtypeArrayMap[D] {
+  return new CTORS[dtype](buffer) as DtypeArrayMap[D];
 }
 
 export function bytesPerElement(dtype: Dtype): number {

@@ -10,6 +10,7 @@ export {
   resolveDecodingConfig,
 } from './codecs.js';
 export { DecodePool, DecodeWorkerError } from './pool.js';
+export { NATIVE_CODEC, type NativeReaderBinding, nativeReaderBinding, nativeReaderLoadError } from './native.js';
 export { allocate, bytesPerElement, DTYPES, type Dtype, type DtypeArrayMap, dtypeOf, isDtype, type VolumeArray } from './dtype.js';
 export {
   PngError,

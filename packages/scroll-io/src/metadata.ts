@@ -26,7 +26,16 @@ export interface ArrayMeta {
   writableAs?: { compressor: Compressor; level?: number };
   /** Why the array cannot be written, when `writableAs` is undefined. */
   notWritableBecause?: string;
+  /**
+   * Set when every chunk is a plain C-order, little-endian (or single-byte) array stored raw or
+   * compressed by blosc (any inner codec) or zstd alone: the layout the native chunk reader
+   * (native/reader.c) reads without zarrita's codec pipeline.
+   */
+  plainCodec?: PlainCodec;
 }
+
+/** Chunk encodings the native reader decodes: none, blosc, zstd. */
+export type PlainCodec = 'raw' | 'blosc' | 'zstd';
 
 /** A node found at a location. */
 export type ZarrNode =
@@ -157,6 +166,7 @@ function parseV2(doc: Record<string, unknown>, attributes: Record<string, unknow
     const w = v2CompressorToOption(comp);
     if (w) meta.writableAs = w;
     else meta.notWritableBecause = `compressor ${JSON.stringify(comp)}`;
+    meta.plainCodec = comp === null || comp === undefined ? 'raw' : comp.id === 'blosc' ? 'blosc' : comp.id === 'zstd' ? 'zstd' : undefined;
   }
   return meta;
 }
@@ -213,7 +223,18 @@ function parseV3(doc: Record<string, unknown>, file: string): ArrayMeta {
   const w = v3CodecsToOption(codecs as Record<string, unknown>[]);
   if (w) meta.writableAs = w;
   else meta.notWritableBecause = `codecs ${JSON.stringify(names)}`;
+  meta.plainCodec = meta.sharded ? undefined : v3PlainCodec(codecs as Record<string, unknown>[], dtype);
   return meta;
+}
+
+function v3PlainCodec(codecs: Record<string, unknown>[], dtype: Dtype): PlainCodec | undefined {
+  const [first, ...rest] = codecs;
+  const endian = ((first?.configuration ?? {}) as Record<string, unknown>).endian;
+  const singleByte = dtype === 'uint8' || dtype === 'int8';
+  if (first?.name !== 'bytes' || (endian !== 'little' && !(singleByte && endian === undefined))) return undefined;
+  if (rest.length === 0) return 'raw';
+  if (rest.length === 1 && (rest[0].name === 'blosc' || rest[0].name === 'zstd')) return rest[0].name;
+  return undefined;
 }
 
 function v3CodecsToOption(codecs: Record<string, unknown>[]): ArrayMeta['writableAs'] {

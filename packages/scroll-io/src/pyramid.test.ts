@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ChunkCache } from './cache.js';
+import { configureDecoding, decodingStats } from './codecs.js';
 import { allocate, type Dtype } from './dtype.js';
 import { ScrollIoOptionError } from './errors.js';
 import { createOmeLabel, createOmeZarr, openVolume } from './ome.js';
@@ -129,15 +130,22 @@ describe('buildPyramid', () => {
     }
   });
 
-  it('streams: every source chunk is loaded once per level, whatever the volume holds', async () => {
+  it.each([false, true])('streams: every source chunk is loaded once per level, whatever the volume holds (compiled reader %s)', async (nativeReader) => {
     const shape = [16, 16, 16];
-    const { path } = await build('stream.zarr', 'uint8', shape, [4, 4, 4], 256, 2);
-    // A cache with no budget still de-duplicates concurrent loads; its misses count real chunk loads.
-    const cache = new ChunkCache(0);
-    const res = await buildPyramid(path, { levels: 3, method: 'mean', cache });
-    // Level 0 has 4^3 chunks, level 1 has 2^3: each is read exactly once to build the next level.
-    expect(cache.stats().misses).toBe(64 + 8);
-    expect(res.chunksWritten).toEqual([8, 1]);
+    const { path } = await build(`stream-${nativeReader}.zarr`, 'uint8', shape, [4, 4, 4], 256, 2);
+    await configureDecoding({ nativeReader });
+    try {
+      // A cache with no budget still de-duplicates concurrent zarrita loads, and its misses count
+      // them; the compiled reader counts the chunks it reads.
+      const cache = new ChunkCache(0);
+      const before = decodingStats().compiled;
+      const res = await buildPyramid(path, { levels: 3, method: 'mean', cache });
+      // Level 0 has 4^3 chunks, level 1 has 2^3: each is read exactly once to build the next level.
+      expect(nativeReader ? decodingStats().compiled - before : cache.stats().misses).toBe(64 + 8);
+      expect(res.chunksWritten).toEqual([8, 1]);
+    } finally {
+      await configureDecoding();
+    }
   });
 
   it('writes v2 metadata and chunks that zarr-python reads back exactly at every level', async (ctx) => {

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createRequire } from 'node:module';
 import { ChunkCache } from './cache.js';
-import { decodingStats, zstdFrameContentSize } from './codecs.js';
+import { configureDecoding, decodingStats, zstdFrameContentSize } from './codecs.js';
 import type { Compressor } from './metadata.js';
 import { openVolume } from './ome.js';
 import { BufferRecycler, chunkBuffers } from './store.js';
@@ -67,12 +67,18 @@ describe('BufferRecycler', () => {
   });
 });
 
+// The zarrita read path (sharded, remote and gzip/zlib arrays; every array when the compiled reader
+// is off or not built) recycles chunk buffers; these tests pin that path.
 describe('reads with recycled chunk buffers', () => {
   let dir: string;
   beforeAll(async () => {
     dir = await mkdtemp(join(tmpdir(), 'scroll-io-recycle-'));
+    await configureDecoding({ nativeReader: false });
   });
-  afterAll(() => rm(dir, { recursive: true, force: true }));
+  afterAll(async () => {
+    await configureDecoding();
+    await rm(dir, { recursive: true, force: true });
+  });
 
   const value = (z: number, y: number, x: number) => (z * 31 + y * 7 + x * 3 + ((z * y) >> 2)) & 255;
 
@@ -124,8 +130,12 @@ describe('reads of exactly one chunk', () => {
   let dir: string;
   beforeAll(async () => {
     dir = await mkdtemp(join(tmpdir(), 'scroll-io-onechunk-'));
+    await configureDecoding({ nativeReader: false });
   });
-  afterAll(() => rm(dir, { recursive: true, force: true }));
+  afterAll(async () => {
+    await configureDecoding();
+    await rm(dir, { recursive: true, force: true });
+  });
 
   it('return the chunk voxels, absent chunks as fill, and never expose a cached chunk to the caller', async () => {
     const path = join(dir, 'a.zarr');

@@ -186,6 +186,40 @@ function copyRowsAsWords(
   }
 }
 
+/**
+ * Sets the box `box` (extent per dimension) of `dst` (C order, `dstShape`) starting at `dstStart` to
+ * `value`, one `fill` per run of the merged trailing dimensions (see {@link copyBox}).
+ */
+export function fillBox(dst: VolumeArray, dstShape: readonly number[], dstStart: readonly number[], box: readonly number[], value: number): void {
+  if (box.length === 0) {
+    dst[0] = value;
+    return;
+  }
+  for (const b of box) if (b <= 0) return;
+  const ds = cStrides(dstShape);
+  let d = 0;
+  for (let i = 0; i < box.length; i++) d += dstStart[i] * ds[i];
+  let n = box.length;
+  let run = box[n - 1];
+  while (n > 1 && box[n - 1] === dstShape[n - 1] && ds[n - 2] === run) {
+    n--;
+    run *= box[n - 1];
+  }
+  const idx = new Array<number>(n - 1).fill(0);
+  for (;;) {
+    dst.fill(value, d, d + run);
+    let k = n - 2;
+    for (; k >= 0; k--) {
+      idx[k]++;
+      d += ds[k];
+      if (idx[k] < box[k]) break;
+      d -= ds[k] * box[k];
+      idx[k] = 0;
+    }
+    if (k < 0) return;
+  }
+}
+
 /** Every chunk coordinate whose chunk intersects `[lo, hi)`, in C order. */
 export function* chunksTouching(lo: readonly number[], hi: readonly number[], chunks: readonly number[]): Generator<number[]> {
   const n = chunks.length;

@@ -1,12 +1,13 @@
 import { mkdir, rm, stat, unlink } from 'node:fs/promises';
+import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import type { AbsolutePath, AsyncReadable } from '@zarrita/storage';
 import * as zarr from 'zarrita';
 import { atomicWriteFile } from './atomic.js';
 import { ChunkCache, defaultChunkCache } from './cache.js';
 // Registers the native (and worker-thread) decoders in zarrita's codec registry before any array opens.
-import './codecs.js';
-import { allocate, describeType, type Dtype, type DtypeArrayMap, dtypeOf, isDtype, type VolumeArray } from './dtype.js';
+import { countCompiledChunk, useNativeReader } from './codecs.js';
+import { allocate, bytesPerElement, describeType, type Dtype, type DtypeArrayMap, dtypeOf, isDtype, viewOf, type VolumeArray } from './dtype.js';
 import { makeEncoder, type ChunkEncoder } from './encode.js';
 import {
   ScrollIoOptionError,
@@ -18,7 +19,8 @@ import {
   ZarrUnsupportedError,
 } from './errors.js';
 import { type ArrayMeta, COMPRESSORS, type Compressor, probeNode, v2ArrayDocuments, v3ArrayDocument } from './metadata.js';
-import { checkInside, checkRegion, chunksTouching, copyBox, cStrides, mapLimit, product, type Region } from './region.js';
+import { NATIVE_CODEC, type NativeReadError, type NativeReaderBinding, nativeReaderBinding, nativeReaderHandles } from './native.js';
+import { checkInside, checkRegion, chunksTouching, copyBox, cStrides, fillBox, mapLimit, product, type Region } from './region.js';
 import { chunkBuffers, HandoffStore, isUrl, normalizeLocation, readableStore } from './store.js';
 
 /** Voxels of a region: C-order data (last axis fastest) and its shape. */
@@ -140,6 +142,8 @@ export class ZarrVolume implements Volume {
 
   async read(region: Region): Promise<RegionData> {
     checkRegion(this.path, this.shape.length, region);
+    const compiled = this.#compiled();
+    if (compiled) return this.#readCompiled(region, compiled.binding, compiled.codec);
     const whole = await this.#readWholeChunk(region);
     if (whole) return whole;
     const out = allocate(this.dtype, product(region.shape));
@@ -167,6 +171,101 @@ export class ZarrVolume implements Volume {
       if (owned) chunkBuffers.give(chunk.buffer as ArrayBuffer);
     });
     return { data: out, shape: region.shape.slice() };
+  }
+
+  /** The compiled reader and its codec number for this array, or null when reads go through zarrita. */
+  #compiled(): { binding: NativeReaderBinding; codec: number } | null {
+    const codec = this.meta.plainCodec;
+    if (codec === undefined || isUrl(this.path) || !useNativeReader()) return null;
+    const binding = nativeReaderBinding();
+    if (!binding || !nativeReaderHandles(binding, codec)) return null;
+    return { binding, codec: NATIVE_CODEC[codec] };
+  }
+
+  /**
+   * A read through the compiled reader: every chunk is read, decoded and copied into the output on
+   * libuv's thread pool, several chunks at once; a read of one chunk lets C blosc split that chunk's
+   * blocks over every core instead. Large outputs live in huge pages recycled after they are dropped
+   * (fresh memory's page faults cost more than decoding). With a chunk cache that can hold a chunk,
+   * each decoded chunk is also kept there.
+   */
+  async #readCompiled(region: Region, binding: NativeReaderBinding, codec: number): Promise<RegionData> {
+    const shape = region.shape.slice();
+    const n = product(shape);
+    const lo = region.offset.map((o) => Math.max(o, 0));
+    const hi = region.offset.map((o, i) => Math.min(o + shape[i], this.shape[i]));
+    const inside = lo.every((l, i) => l === region.offset[i] && hi[i] === region.offset[i] + shape[i]);
+    const bytes = n * bytesPerElement(this.dtype);
+    // Outputs are zeroed (or filled) up front only where chunks will not cover them.
+    const buffer = bytes >= HUGE_OUTPUT_BYTES ? binding.allocOutput(bytes, !inside && this.fillValue === 0) : new ArrayBuffer(bytes);
+    const out = viewOf(this.dtype, buffer);
+    if (!inside && this.fillValue !== 0) out.fill(this.fillValue);
+    if (lo.some((l, i) => l >= hi[i])) return { data: out, shape };
+    const coords = [...chunksTouching(lo, hi, this.chunks)];
+    const nthreads = coords.length === 1 ? availableParallelism() : 1;
+    const cacheable = this.cache.budget >= product(this.chunks) * bytesPerElement(this.dtype);
+    await mapLimit(coords, this.#concurrency, async (c) => {
+      const c0 = c.map((ci, i) => ci * this.chunks[i]);
+      const bLo = c0.map((s, i) => Math.max(s, lo[i]));
+      const extent = c0.map((s, i) => Math.min(s + this.chunks[i], hi[i]) - bLo[i]);
+      const srcStart = bLo.map((b, i) => b - c0[i]);
+      const dstStart = bLo.map((b, i) => b - region.offset[i]);
+      // A whole chunk whose rows are whole output rows lands in one contiguous range: decode it there.
+      const direct = extent.every((e, i) => e === this.chunks[i] && (i === 0 || shape[i] === e));
+      const box = { out, shape, srcStart, dstStart, extent, direct };
+      let present: boolean;
+      if (!cacheable) present = await this.#compiledRead(binding, codec, nthreads, c, box, null);
+      else {
+        let copied = false;
+        const data = await this.cache.getOrLoad(this.cacheKey(c), async () => {
+          const keep = allocate(this.dtype, product(this.chunks));
+          copied = true;
+          return (await this.#compiledRead(binding, codec, nthreads, c, box, keep)) ? keep : null;
+        });
+        present = data !== null;
+        if (data && !copied) copyBox(data, this.chunks, srcStart, out, shape, dstStart, extent);
+      }
+      // Absent chunks read as the fill value (the output may be recycled memory).
+      if (!present) fillBox(out, shape, dstStart, extent, this.fillValue);
+    });
+    return { data: out, shape };
+  }
+
+  /** One chunk through the compiled reader; false when its file does not exist. */
+  async #compiledRead(
+    binding: NativeReaderBinding,
+    codec: number,
+    nthreads: number,
+    coords: readonly number[],
+    box: { out: VolumeArray; shape: number[]; srcStart: number[]; dstStart: number[]; extent: number[]; direct: boolean } | null,
+    keep: VolumeArray | null,
+  ): Promise<boolean> {
+    const key = this.meta.chunkKey(coords);
+    const bpe = bytesPerElement(this.dtype);
+    try {
+      const status = await binding.readChunk(
+        join(this.path, key),
+        codec,
+        nthreads,
+        product(this.chunks) * bpe,
+        bpe,
+        this.chunks,
+        box ? box.out : null,
+        box ? box.shape : [],
+        box ? box.srcStart : [],
+        box ? box.dstStart : [],
+        box ? box.extent : [],
+        keep,
+        box ? box.direct : false,
+      );
+      if (status === 1) return false;
+      countCompiledChunk();
+      return true;
+    } catch (cause) {
+      const e = cause as NativeReadError;
+      const what = e.corrupt ? `cannot be decoded (${e.fileBytes} bytes)` : 'cannot be read';
+      throw new ZarrChunkError(this.path, key, `${what}: ${e.message}`, { cause });
+    }
   }
 
   /**
@@ -220,6 +319,11 @@ export class ZarrVolume implements Volume {
 
   /** Reads and decodes one chunk without the cache; null when absent. */
   protected async loadChunk(coords: readonly number[]): Promise<VolumeArray | null> {
+    const compiled = this.#compiled();
+    if (compiled) {
+      const keep = allocate(this.dtype, product(this.chunks));
+      return (await this.#compiledRead(compiled.binding, compiled.codec, 1, coords, null, keep)) ? keep : null;
+    }
     const key = this.chunkKey(coords);
     let decoded: zarr.Chunk<zarr.DataType>;
     if (this.meta.sharded) {
@@ -283,6 +387,9 @@ export class ZarrVolume implements Volume {
     return out;
   }
 }
+
+/** Outputs of at least this many bytes are allocated by the compiled reader (huge pages, recycled). */
+const HUGE_OUTPUT_BYTES = 1 << 20;
 
 async function openZarrita(path: string, meta: ArrayMeta) {
   const store = new HandoffStore(readableStore(path));

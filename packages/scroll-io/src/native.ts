@@ -1,0 +1,80 @@
+import { createRequire } from 'node:module';
+import type { PlainCodec } from './metadata.js';
+
+/**
+ * The compiled chunk reader (native/reader.c, built by `node-gyp` when the package installs): reads
+ * a chunk file, decodes it with the system's C blosc or libzstd, and copies the wanted box into the
+ * output on libuv's thread pool; allocates large outputs in transparent huge pages and recycles them
+ * once JavaScript drops them.
+ */
+export interface NativeReaderBinding {
+  /**
+   * Reads one chunk file and copies `extent` voxels from `srcStart` in the chunk to `dstStart` in
+   * `out` (C order, `outShape`); with `direct`, the whole chunk is decoded straight into `out`
+   * (it must map onto one contiguous range there). `keep`, when given, receives the whole decoded
+   * chunk too (for the chunk cache).
+   * @returns 0 when read, 1 when the file does not exist; rejects with an Error carrying `corrupt`
+   *   (the bytes are not a valid chunk) and `fileBytes`
+   */
+  readChunk(
+    path: string,
+    codec: number,
+    nthreads: number,
+    chunkBytes: number,
+    itemsize: number,
+    chunkShape: readonly number[],
+    out: ArrayBufferView | null,
+    outShape: readonly number[],
+    srcStart: readonly number[],
+    dstStart: readonly number[],
+    extent: readonly number[],
+    keep: ArrayBufferView | null,
+    direct: boolean,
+  ): Promise<0 | 1>;
+  /** An ArrayBuffer of `bytes` in huge pages; recycled memory is zeroed only when `zero`. */
+  allocOutput(bytes: number, zero: boolean): ArrayBuffer;
+  /** Dropped outputs held for reuse. */
+  poolStats(): { bytes: number; blocks: number; reused: number; mapped: number; limit: number };
+  /** Most bytes of dropped outputs held for reuse (default 256 MiB). */
+  setPoolLimit(bytes: number): void;
+  /** Which codec libraries (libblosc.so.1, libzstd.so.1) could be opened. */
+  codecs(): { blosc: boolean; zstd: boolean };
+}
+
+/** Codec numbers of {@link NativeReaderBinding.readChunk}. */
+export const NATIVE_CODEC: Record<PlainCodec, number> = { raw: 0, blosc: 1, zstd: 2 };
+
+/** Error thrown by a native chunk read. */
+export interface NativeReadError extends Error {
+  corrupt: boolean;
+  fileBytes: number;
+}
+
+let binding: NativeReaderBinding | null | undefined;
+let loadError: string | undefined;
+
+/** The compiled reader, or null when it was not built (no C compiler at install) or cannot load. */
+export function nativeReaderBinding(): NativeReaderBinding | null {
+  if (binding !== undefined) return binding;
+  try {
+    binding = createRequire(import.meta.url)('../build/Release/goe_reader.node') as NativeReaderBinding;
+  } catch (err) {
+    binding = null;
+    loadError = (err as Error).message;
+  }
+  return binding;
+}
+
+/** Why the compiled reader is unavailable (undefined when it loaded or was never asked for). */
+export function nativeReaderLoadError(): string | undefined {
+  return loadError;
+}
+
+/** True when the compiled reader can decode `codec` on this machine. */
+export function nativeReaderHandles(b: NativeReaderBinding, codec: PlainCodec): boolean {
+  if (codec === 'raw') return true;
+  libraries ??= b.codecs();
+  return libraries[codec];
+}
+
+let libraries: { blosc: boolean; zstd: boolean } | undefined;
