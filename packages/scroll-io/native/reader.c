@@ -99,8 +99,10 @@ typedef struct Block {
 static pthread_mutex_t pool_lock = PTHREAD_MUTEX_INITIALIZER;
 static Block *pool_free = NULL;
 static size_t pool_bytes = 0;
-static size_t pool_limit = (size_t)256 << 20;
+static size_t pool_limit = (size_t)128 << 20;
 static uint64_t pool_reused = 0, pool_mapped = 0;
+// Bytes of mappings held by JavaScript buffers now (handed out, not yet finalized).
+static size_t live_bytes = 0;
 
 static uint8_t *map_huge(size_t len) {
   size_t total = len + HUGE_PAGE;
@@ -138,6 +140,7 @@ static void release_block(napi_env env, void *data, void *hint) {
   (void)data;
   Block *b = (Block *)hint;
   pthread_mutex_lock(&pool_lock);
+  live_bytes -= b->len;
   if (b->len <= pool_limit) {
     b->next = pool_free;
     pool_free = b;
@@ -231,8 +234,14 @@ static napi_value alloc_output(napi_env env, napi_callback_info info) {
     return ab;
   }
   if (dirty && zero) memset(b->base, 0, (size_t)n);
+  pthread_mutex_lock(&pool_lock);
+  live_bytes += b->len;
+  pthread_mutex_unlock(&pool_lock);
   if (napi_create_external_arraybuffer(env, b->base, (size_t)n, release_block, b, &ab) != napi_ok) {
     // Runtimes that forbid external buffers: plain memory.
+    pthread_mutex_lock(&pool_lock);
+    live_bytes -= b->len;
+    pthread_mutex_unlock(&pool_lock);
     munmap(b->base, b->len);
     free(b);
     void *p;
@@ -242,7 +251,7 @@ static napi_value alloc_output(napi_env env, napi_callback_info info) {
   return ab;
 }
 
-/** poolStats() -> { bytes, blocks, reused, mapped, limit } */
+/** poolStats() -> { bytes, blocks, reused, mapped, limit, live } */
 static napi_value pool_stats(napi_env env, napi_callback_info info) {
   (void)info;
   napi_value o, v;
@@ -250,10 +259,10 @@ static napi_value pool_stats(napi_env env, napi_callback_info info) {
   pthread_mutex_lock(&pool_lock);
   size_t blocks = 0;
   for (Block *b = pool_free; b; b = b->next) blocks++;
-  double vals[5] = {(double)pool_bytes, (double)blocks, (double)pool_reused, (double)pool_mapped, (double)pool_limit};
+  double vals[6] = {(double)pool_bytes, (double)blocks, (double)pool_reused, (double)pool_mapped, (double)pool_limit, (double)live_bytes};
   pthread_mutex_unlock(&pool_lock);
-  const char *names[5] = {"bytes", "blocks", "reused", "mapped", "limit"};
-  for (int i = 0; i < 5; i++) {
+  const char *names[6] = {"bytes", "blocks", "reused", "mapped", "limit", "live"};
+  for (int i = 0; i < 6; i++) {
     CHECK(napi_create_double(env, vals[i], &v));
     CHECK(napi_set_named_property(env, o, names[i], v));
   }

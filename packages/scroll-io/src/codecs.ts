@@ -2,6 +2,7 @@ import { availableParallelism } from 'node:os';
 import { registry } from 'zarrita';
 import { bloscDecodedSize, CorruptChunkError, decodeNative, type NativeCodecName } from './decode-worker.js';
 import { ScrollIoOptionError } from './errors.js';
+import { setOutputPoolLimit } from './native.js';
 import { DecodePool, DecodeWorkerError } from './pool.js';
 import { chunkBuffers } from './store.js';
 
@@ -30,6 +31,12 @@ export interface DecodingConfig {
    * above. Default true.
    */
   nativeReader: boolean;
+  /**
+   * Most bytes of dropped compiled-reader outputs (regions of 2 MiB and more, in huge pages) kept for
+   * the next reads to reuse: part of the memory bound, beside the chunk cache and prefetch queues.
+   * Default 128 MiB.
+   */
+  outputPoolBytes: number;
 }
 
 const DEFAULTS: DecodingConfig = {
@@ -37,6 +44,7 @@ const DEFAULTS: DecodingConfig = {
   threads: availableParallelism(),
   minPooledBytes: 65536,
   nativeReader: true,
+  outputPoolBytes: 128 * 1024 * 1024,
 };
 
 /**
@@ -48,6 +56,9 @@ export function resolveDecodingConfig(partial: Partial<DecodingConfig> = {}): De
     if (!(key in DEFAULTS)) throw new ScrollIoOptionError(key, `unknown decoding option (expected one of ${Object.keys(DEFAULTS).join(', ')})`);
   }
   const c = { ...DEFAULTS, ...partial };
+  if (!Number.isSafeInteger(c.outputPoolBytes) || c.outputPoolBytes < 0) {
+    throw new ScrollIoOptionError('outputPoolBytes', `expected an integer >= 0, received ${JSON.stringify(c.outputPoolBytes)}`);
+  }
   if (typeof c.nativeReader !== 'boolean') throw new ScrollIoOptionError('nativeReader', `expected a boolean, received ${JSON.stringify(c.nativeReader)}`);
   if (typeof c.native !== 'boolean') throw new ScrollIoOptionError('native', `expected a boolean, received ${JSON.stringify(c.native)}`);
   if (!Number.isSafeInteger(c.threads) || c.threads < 0) throw new ScrollIoOptionError('threads', `expected an integer >= 0, received ${JSON.stringify(c.threads)}`);
@@ -91,6 +102,7 @@ export async function configureDecoding(partial: Partial<DecodingConfig> = {}): 
     await old.close();
   }
   config = next;
+  setOutputPoolLimit(config.outputPoolBytes);
   return { ...config };
 }
 

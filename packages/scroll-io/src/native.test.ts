@@ -120,16 +120,16 @@ describe('compiled chunk reader', () => {
   });
 
   it('reads absent chunks as the fill value, also into recycled output memory', async () => {
-    const big = [64, 128, 128];
+    const big = [64, 128, 256];
     const path = join(dir, 'sparse');
     const v = await createVolume(path, { shape: big, chunks: [32, 64, 64], dtype: 'uint8', compressor: 'blosc-lz4', fillValue: 7 });
     // Only the first z slab of chunks exists.
-    await v.write({ offset: [0, 0, 0], shape: [32, 128, 128] }, (filled('uint8', big) as Uint8Array).subarray(0, 32 * 128 * 128));
+    await v.write({ offset: [0, 0, 0], shape: [32, 128, 256] }, (filled('uint8', big) as Uint8Array).subarray(0, 32 * 128 * 256));
     const written = (z: number) => z < 32;
-    const region = { offset: [-3, 0, 0], shape: [64, 128, 128] }; // 1 MiB: a recycled huge-page output
+    const region = { offset: [-3, 0, 0], shape: [64, 128, 256] }; // 2 MiB: a recycled huge-page output
     const b = nativeReaderBinding()!;
     // Fill the output pool with memory holding other data, so that a missed fill would show.
-    for (let i = 0; i < 4; i++) new Uint8Array(b.allocOutput(64 * 128 * 128, true)).fill(0xee);
+    for (let i = 0; i < 4; i++) new Uint8Array(b.allocOutput(64 * 128 * 256, true)).fill(0xee);
     gc();
     await new Promise((r) => setTimeout(r, 10));
     const reusedBefore = b.poolStats().reused;

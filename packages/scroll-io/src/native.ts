@@ -1,6 +1,7 @@
 import { createRequire } from 'node:module';
 import type { PlainCodec } from './metadata.js';
 
+
 /**
  * The compiled chunk reader (native/reader.c, built by `node-gyp` when the package installs): reads
  * a chunk file, decodes it with the system's C blosc or libzstd, and copies the wanted box into the
@@ -33,9 +34,14 @@ export interface NativeReaderBinding {
   ): Promise<0 | 1>;
   /** An ArrayBuffer of `bytes` in huge pages; recycled memory is zeroed only when `zero`. */
   allocOutput(bytes: number, zero: boolean): ArrayBuffer;
-  /** Dropped outputs held for reuse. */
-  poolStats(): { bytes: number; blocks: number; reused: number; mapped: number; limit: number };
-  /** Most bytes of dropped outputs held for reuse (default 256 MiB). */
+  /**
+   * Output memory: `bytes` (in `blocks`) of dropped outputs held for reuse, under `limit`; `live`
+   * bytes held by JavaScript buffers now; `reused` and `mapped` count hand-outs from the pool and
+   * fresh mappings. Mappings are whole 2 MiB pages, so `live` can exceed the buffers' lengths.
+   * (Node's `process.memoryUsage().arrayBuffers` does not count this memory.)
+   */
+  poolStats(): { bytes: number; blocks: number; reused: number; mapped: number; limit: number; live: number };
+  /** Most bytes of dropped outputs held for reuse (set from {@link DecodingConfig.outputPoolBytes}). */
   setPoolLimit(bytes: number): void;
   /** Which codec libraries (libblosc.so.1, libzstd.so.1) could be opened. */
   codecs(): { blosc: boolean; zstd: boolean };
@@ -53,16 +59,25 @@ export interface NativeReadError extends Error {
 let binding: NativeReaderBinding | null | undefined;
 let loadError: string | undefined;
 
+let poolLimit: number | undefined;
+
 /** The compiled reader, or null when it was not built (no C compiler at install) or cannot load. */
 export function nativeReaderBinding(): NativeReaderBinding | null {
   if (binding !== undefined) return binding;
   try {
     binding = createRequire(import.meta.url)('../build/Release/goe_reader.node') as NativeReaderBinding;
+    if (poolLimit !== undefined) binding.setPoolLimit(poolLimit);
   } catch (err) {
     binding = null;
     loadError = (err as Error).message;
   }
   return binding;
+}
+
+/** Sets the output pool's limit now (when the reader is loaded) or when it loads. */
+export function setOutputPoolLimit(bytes: number): void {
+  poolLimit = bytes;
+  binding?.setPoolLimit(bytes);
 }
 
 /** Why the compiled reader is unavailable (undefined when it loaded or was never asked for). */

@@ -185,7 +185,7 @@ export class ZarrVolume implements Volume {
   /**
    * A read through the compiled reader: every chunk is read, decoded and copied into the output on
    * libuv's thread pool, several chunks at once; a read of one chunk lets C blosc split that chunk's
-   * blocks over every core instead. Large outputs live in huge pages recycled after they are dropped
+   * blocks over every core instead. Outputs of 2 MiB and more live in huge pages recycled after they are dropped
    * (fresh memory's page faults cost more than decoding). With a chunk cache that can hold a chunk,
    * each decoded chunk is also kept there.
    */
@@ -388,8 +388,11 @@ export class ZarrVolume implements Volume {
   }
 }
 
-/** Outputs of at least this many bytes are allocated by the compiled reader (huge pages, recycled). */
-const HUGE_OUTPUT_BYTES = 1 << 20;
+/**
+ * Outputs of at least this many bytes are allocated by the compiled reader (huge pages, recycled);
+ * a mapping is whole 2 MiB pages, so smaller outputs would take up to twice their size or more.
+ */
+const HUGE_OUTPUT_BYTES = 2 << 20;
 
 async function openZarrita(path: string, meta: ArrayMeta) {
   const store = new HandoffStore(readableStore(path));
