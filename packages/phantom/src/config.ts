@@ -27,7 +27,7 @@ export interface PhantomConfig {
   gap: number;
   /** Scroll axis position `[y, x]`; null puts it at the centre of the (y, x) plane. */
   center: [number, number] | null;
-  /** Largest radial displacement of the sheet by its smooth waviness (at most gap / 2, so wraps never overlap). */
+  /** Largest radial displacement of the sheet by its smooth waviness (at most gap / 2: waviness alone never makes wraps touch; compression does). */
   waviness: number;
   /** Typical wavelength of the waviness along the sheet and along z. */
   wavelength: number;
@@ -66,9 +66,30 @@ export interface PhantomConfig {
   window: [number, number];
   /** Physical voxel size in micrometres (Scroll 1 was scanned at 7.91 um). */
   voxelSize: number;
+  /** Relative variation of the sheet thickness along the sheet, in [0, 0.5): thickness x (1 ± this). */
+  thicknessVariation: number;
+  /**
+   * Height of local compression bumps as a fraction of `gap`, in [0, 1.5]: a bump pushes a wrap
+   * outward against the next one, so that at 1 the wraps touch and above 1 they merge.
+   */
+  compression: number;
+  /** Fraction of compression cells (`compressionScale` square along the sheet and z) holding a bump. */
+  compressionRate: number;
+  /** Size of a compression cell; a bump's radius is a fifth to a third of it. */
+  compressionScale: number;
+  /** Fraction of tear cells (`tearSpacing` long along the sheet) holding a tear. */
+  tearRate: number;
+  /** Length of a tear cell along the sheet. */
+  tearSpacing: number;
+  /** Width of a tear (a crack running roughly along z, where the sheet is missing). */
+  tearWidth: number;
+  /** Amplitude of the fibres' meander: how far a fibre wanders from a straight line. */
+  fibreMeander: number;
+  /** Image data type: `uint8` (window to 0..255) or `uint16` (window to 0..65535). */
+  dtype: 'uint8' | 'uint16';
 }
 
-export type PhantomPreset = 'easy' | 'default';
+export type PhantomPreset = 'easy' | 'default' | 'hard';
 
 const DEFAULT: PhantomConfig = {
   shape: [64, 128, 128],
@@ -98,9 +119,23 @@ const DEFAULT: PhantomConfig = {
   noise: 0.05,
   window: [0, 1],
   voxelSize: 7.91,
+  thicknessVariation: 0.2,
+  compression: 0.9,
+  compressionRate: 0.3,
+  compressionScale: 40,
+  tearRate: 0.15,
+  tearSpacing: 80,
+  tearWidth: 1.5,
+  fibreMeander: 1,
+  dtype: 'uint8',
 };
 
-/** Presets: `easy` is small, thick-sheeted, high-contrast and nearly noiseless (quick tests, smoke runs). */
+/**
+ * Presets from easy to hard. `easy` is small, thick-sheeted, high-contrast and nearly noiseless, with
+ * no tears and mild compression (quick tests, smoke runs); `default` has wraps that touch in places,
+ * tears and CT-like noise; `hard` has thin, tightly packed, often merging wraps, faint ink and more
+ * noise, as in the hardest regions of the real scrolls.
+ */
 export const PHANTOM_PRESETS: Record<PhantomPreset, PhantomConfig> = {
   default: DEFAULT,
   easy: {
@@ -117,6 +152,27 @@ export const PHANTOM_PRESETS: Record<PhantomPreset, PhantomConfig> = {
     strokeWidth: 2,
     blur: 0.5,
     noise: 0.02,
+    thicknessVariation: 0.1,
+    compression: 0.4,
+    compressionRate: 0.2,
+    tearRate: 0,
+  },
+  hard: {
+    ...DEFAULT,
+    shape: [64, 160, 160],
+    wraps: 12,
+    thickness: 2.5,
+    gap: 2,
+    waviness: 0.8,
+    inkContrast: 0.07,
+    inkDepth: 0.8,
+    blur: 0.9,
+    noise: 0.09,
+    thicknessVariation: 0.3,
+    compression: 1.2,
+    compressionRate: 0.45,
+    tearRate: 0.3,
+    fibreMeander: 1.5,
   },
 };
 
@@ -151,11 +207,16 @@ export function resolvePhantomConfig(partial: PhantomConfigInput = {}): PhantomC
   if (!Array.isArray(c.shape) || c.shape.length !== 3 || !c.shape.every((s) => Number.isSafeInteger(s) && s >= 1)) fail('shape', '[D, H, W] of integers >= 1', c.shape);
   if (!Number.isSafeInteger(c.seed)) fail('seed', 'an integer', c.seed);
   for (const f of ['wraps', 'innerRadius', 'thickness', 'gap', 'wavelength', 'fibreWavelength', 'letterHeight', 'letterWidth', 'strokeWidth', 'voxelSize'] as const) num(f, 0, true);
-  for (const f of ['waviness', 'lineSpacing', 'letterSpacing', 'columnGap', 'inkContrast', 'inkDepth', 'blur', 'noise', 'fibreContrast'] as const) num(f, 0, false);
-  for (const f of ['airIntensity', 'papyrusIntensity', 'inkCoverage'] as const) frac(f);
+  for (const f of ['waviness', 'lineSpacing', 'letterSpacing', 'columnGap', 'inkContrast', 'inkDepth', 'blur', 'noise', 'fibreContrast', 'fibreMeander'] as const) num(f, 0, false);
+  for (const f of ['airIntensity', 'papyrusIntensity', 'inkCoverage', 'compressionRate', 'tearRate'] as const) frac(f);
+  for (const f of ['compressionScale', 'tearSpacing', 'tearWidth'] as const) num(f, 0, true);
+  if (typeof c.thicknessVariation !== 'number' || !(c.thicknessVariation >= 0 && c.thicknessVariation < 0.5)) fail('thicknessVariation', 'a number in [0, 0.5)', c.thicknessVariation);
+  if (typeof c.compression !== 'number' || !(c.compression >= 0 && c.compression <= 1.5)) fail('compression', 'a number in [0, 1.5]', c.compression);
+  if (c.dtype !== 'uint8' && c.dtype !== 'uint16') fail('dtype', "'uint8' or 'uint16'", c.dtype);
+  if (c.wraps > 65534) fail('wraps', 'at most 65534 (the wrap label is uint16)', c.wraps);
   if (!Number.isSafeInteger(c.columnLetters) || c.columnLetters < 1) fail('columnLetters', 'an integer >= 1', c.columnLetters);
   if (c.waviness > c.gap / 2) fail('waviness', `at most gap / 2 = ${c.gap / 2} (so that wraps never overlap)`, c.waviness);
-  if (c.inkDepth > c.thickness) fail('inkDepth', `at most thickness = ${c.thickness}`, c.inkDepth);
+  if (c.inkDepth > c.thickness * (1 - c.thicknessVariation)) fail('inkDepth', `at most the thinnest sheet, thickness x (1 - thicknessVariation) = ${c.thickness * (1 - c.thicknessVariation)}`, c.inkDepth);
   if (c.center !== null && !(Array.isArray(c.center) && c.center.length === 2 && c.center.every((v) => typeof v === 'number' && Number.isFinite(v)))) {
     fail('center', 'null or [y, x]', c.center);
   }

@@ -54,7 +54,7 @@ describe('resolvePhantomConfig', () => {
       return undefined;
     };
     expect(field({ thicknes: 3 })).toBe('thicknes');
-    expect(field({ preset: 'hard' })).toBe('preset');
+    expect(field({ preset: 'hardest' })).toBe('preset');
     expect(field({ shape: [4, 4] })).toBe('shape');
     expect(field({ gap: 2, waviness: 1.5 })).toBe('waviness');
     expect(field({ noise: -1 })).toBe('noise');
@@ -64,7 +64,7 @@ describe('resolvePhantomConfig', () => {
 });
 
 describe('phantomRegion', () => {
-  const flat = resolvePhantomConfig({ preset: 'easy', waviness: 0, seed: 3 });
+  const flat = resolvePhantomConfig({ preset: 'easy', waviness: 0, compression: 0, thicknessVariation: 0, seed: 3 });
 
   it('puts papyrus exactly on the Archimedean spiral sheet (no waviness), in a sensible fraction of the volume', () => {
     const [D, H, W] = flat.shape;

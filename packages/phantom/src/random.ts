@@ -48,4 +48,8 @@ export const SALT = {
   wrapPhase: 0x4d9e,
   ink: 0x5e22,
   noise: 0x6f48,
+  thickness: 0x7a13,
+  compression: 0x8b27,
+  tear: 0x9c3d,
+  meander: 0xad51,
 } as const;
