@@ -31,7 +31,7 @@ const sum = (a: ArrayLike<number>) => {
   return s;
 };
 
-function crop(data: Uint8Array, shape: number[], off: number[], sub: number[]): number[] {
+function crop(data: ArrayLike<number>, shape: number[], off: number[], sub: number[]): number[] {
   const out: number[] = [];
   for (let z = 0; z < sub[0]; z++)
     for (let y = 0; y < sub[1]; y++)

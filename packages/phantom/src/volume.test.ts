@@ -7,7 +7,7 @@ import { phantomVolumes } from './volume.js';
 describe('phantomVolumes', () => {
   const config = resolvePhantomConfig({ preset: 'easy', shape: [16, 40, 36], seed: 4 });
   const whole = phantomRegion(config, { offset: [0, 0, 0], shape: config.shape });
-  const at = (a: Uint8Array, z: number, y: number, x: number) =>
+  const at = (a: ArrayLike<number>, z: number, y: number, x: number) =>
     z >= 0 && y >= 0 && x >= 0 && z < 16 && y < 40 && x < 36 ? a[(z * 40 + y) * 36 + x] : 0;
 
   it('reads any region (partly outside: 0) equal to the whole-volume phantom', async () => {
@@ -39,5 +39,25 @@ describe('phantomVolumes', () => {
           }
     }
     await s.close();
+  });
+
+  it('reads wrap labels and the fibre and normal fields ([3, D, H, W]) equal to the whole-volume phantom', async () => {
+    const v = phantomVolumes(config);
+    expect(v.fibre.shape).toEqual([3, 16, 40, 36]);
+    expect(v.wrap.dtype).toBe('uint16');
+    const n = 16 * 40 * 36;
+    const region = { offset: [1, -2, 30, 5], shape: [3, 6, 14, 9] }; // components 1, 2 and one outside
+    const [fib, nor, wrap] = await Promise.all([v.fibre.read(region), v.normal.read(region), v.wrap.read({ offset: [-2, 30, 5], shape: [6, 14, 9] })]);
+    let k = 0;
+    for (let c = 0; c < 3; c++)
+      for (let z = 0; z < 6; z++)
+        for (let y = 0; y < 14; y++)
+          for (let x = 0; x < 9; x++, k++) {
+            const comp = c + 1;
+            const want = (a: Float32Array) => (comp < 3 ? at(a.subarray(comp * n, (comp + 1) * n), z - 2, y + 30, x + 5) : 0);
+            expect(fib.data[k]).toBe(want(whole.fibre));
+            expect(nor.data[k]).toBe(want(whole.normal));
+            if (c === 0) expect(wrap.data[k]).toBe(at(whole.wrap, z - 2, y + 30, x + 5));
+          }
   });
 });
