@@ -11,6 +11,8 @@ describe('public API', () => {
         "phantomRegion",
         "phantomVolumes",
         "resolvePhantomConfig",
+        "sheetAt",
+        "thetaOfArc",
         "writePhantom",
       ]
     `);

@@ -6,6 +6,6 @@ export {
   type PhantomPreset,
   resolvePhantomConfig,
 } from './config.js';
-export { inkAt, type PhantomBox, type PhantomRegion, phantomRegion } from './phantom.js';
+export { inkAt, type PhantomBox, type PhantomRegion, phantomRegion, type SheetPoint, sheetAt, thetaOfArc } from './phantom.js';
 export { type PhantomPaths, writePhantom, type WritePhantomOptions } from './write.js';
 export { type PhantomVolumes, type PhantomVolumesOptions, phantomVolumes } from './volume.js';

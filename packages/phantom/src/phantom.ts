@@ -260,6 +260,127 @@ function tornAt(c: PhantomConfig, s: number, z: number): boolean {
   return false;
 }
 
+/** The sheet of one wrap at one point of the unrolled sheet (see {@link sheetAt}). */
+export interface SheetPoint {
+  /** Arc length along the undisturbed spiral from θ = 0 (the unrolled sheet's horizontal coordinate). */
+  s: number;
+  /** Unwrapped polar angle θ = φ + 2πk. */
+  theta: number;
+  /** Centre-surface point `[z, y, x]` in voxels. */
+  point: [number, number, number];
+  /** Unit outward normal `[z, y, x]` of the centre surface. */
+  normal: [number, number, number];
+  /** Unit recto fibre direction `[z, y, x]` (along the spiral) on the centre surface. */
+  rectoFibre: [number, number, number];
+  /** Unit verso fibre direction `[z, y, x]` (along z) on the centre surface. */
+  versoFibre: [number, number, number];
+  /** Local half thickness h(s, z). */
+  halfThickness: number;
+  /** Radial displacement D(s, z) of the centre surface from the undisturbed spiral. */
+  displacement: number;
+  /** False where a tear removes the sheet. */
+  present: boolean;
+  /** True where the recto surface carries ink at this (s, z). */
+  ink: boolean;
+}
+
+const paramCache = new WeakMap<PhantomConfig, Params>();
+
+/** θ of arc length s on the spiral r = r0 + bθ (Newton on s(θ) = F(r0 + bθ) − F(r0), ds/dθ = √(R0² + b²)). */
+export function thetaOfArc(config: PhantomConfig, s: number): number {
+  const b = (config.thickness + config.gap) / TWO_PI;
+  const r0 = config.innerRadius;
+  const F0 = arcF(r0, b);
+  // Start from the large-radius approximation s ≈ r0 θ + b θ² / 2.
+  let theta = r0 > 0 ? (-r0 + Math.sqrt(r0 * r0 + 2 * b * Math.max(s, 0))) / b : Math.sqrt((2 * Math.max(s, 0)) / b);
+  for (let i = 0; i < 30; i++) {
+    const R0 = r0 + b * theta;
+    const step = (arcF(R0, b) - F0 - s) / Math.sqrt(R0 * R0 + b * b);
+    theta -= step;
+    if (Math.abs(step) < 1e-12 * (1 + Math.abs(theta))) break;
+  }
+  return theta;
+}
+
+/**
+ * The sheet of the wrap that passes through the unrolled-sheet point (s, z): its centre-surface
+ * point, frame and local properties, by the same formulas as {@link phantomRegion} (slow path: for
+ * flattening fragments and for checks, not for filling volumes).
+ * @param s arc length along the undisturbed spiral (its wrap is the turn that θ(s) falls in)
+ */
+export function sheetAt(config: PhantomConfig, s: number, z: number): SheetPoint {
+  const c = config;
+  let p = paramCache.get(c);
+  if (!p) {
+    p = params(c);
+    paramCache.set(c, p);
+  }
+  const b = (c.thickness + c.gap) / TWO_PI;
+  const theta = thetaOfArc(c, s);
+  const R0 = c.innerRadius + b * theta;
+  const dsdt = Math.sqrt(R0 * R0 + b * b);
+  let w = 0;
+  let ws = 0;
+  let wz = 0;
+  for (let j = 0; j < WAVE_TERMS; j++) {
+    const a = p.waveAlpha[j] * s + p.waveBeta[j] * z + p.wavePhase[j];
+    w += p.waveA[j] * Math.sin(a);
+    ws += p.waveA[j] * p.waveAlpha[j] * Math.cos(a);
+    wz += p.waveA[j] * p.waveBeta[j] * Math.cos(a);
+  }
+  let D = c.waviness * w;
+  let Ds = c.waviness * ws;
+  let Dz = c.waviness * wz;
+  const L = c.compressionScale;
+  const qs = Math.floor(s / L);
+  const qz = Math.floor(z / L);
+  for (let a = qs - 1; a <= qs + 1; a++)
+    for (let t = qz - 1; t <= qz + 1; t++) {
+      const bump = bumpOf(c, a, t);
+      if (!bump) continue;
+      const es = s - bump.s;
+      const ezz = z - bump.z;
+      const u = (es * es + ezz * ezz) * bump.inv;
+      if (u >= 1) continue;
+      D += bump.h * (1 - u) * (1 - u);
+      Ds -= 4 * bump.h * (1 - u) * es * bump.inv;
+      Dz -= 4 * bump.h * (1 - u) * ezz * bump.inv;
+    }
+  let tsum = 0;
+  for (let j = 0; j < THICK_TERMS; j++) tsum += p.thickA[j] * Math.sin(p.thickGamma[j] * s + p.thickDelta[j] * z + p.thickPhase[j]);
+  const h = (c.thickness / 2) * (1 + c.thicknessVariation * tsum);
+  const cy = c.center ? c.center[0] : (c.shape[1] - 1) / 2;
+  const cx = c.center ? c.center[1] : (c.shape[2] - 1) / 2;
+  const r = R0 + D;
+  const sinP = Math.sin(theta);
+  const cosP = Math.cos(theta);
+  const rs = b / dsdt + Ds;
+  const es: [number, number, number] = [0, rs * sinP + (r * cosP) / dsdt, rs * cosP - (r * sinP) / dsdt];
+  const ez: [number, number, number] = [1, Dz * sinP, Dz * cosP];
+  let mr = 0;
+  for (let j = 0; j < MEANDER_TERMS; j++) mr += p.rectoMu[j] * p.rectoKappa[j] * Math.cos(p.rectoKappa[j] * s + p.rectoNu[j]);
+  let mv = 0;
+  for (let j = 0; j < MEANDER_TERMS; j++) mv += p.versoMu[j] * p.versoKappa[j] * Math.cos(p.versoKappa[j] * z + p.versoNu[j]);
+  const unit = (v: number[]): [number, number, number] => {
+    const l = Math.hypot(v[0], v[1], v[2]);
+    return [v[0] / l, v[1] / l, v[2] / l];
+  };
+  let n = [es[1] * ez[2] - es[2] * ez[1], es[2], -es[1]];
+  if (n[1] * sinP + n[2] * cosP < 0) n = n.map((x) => -x);
+  return {
+    s,
+    theta,
+    point: [z, cy + r * sinP, cx + r * cosP],
+    normal: unit(n),
+    rectoFibre: unit([es[0] - mr * ez[0], es[1] - mr * ez[1], es[2] - mr * ez[2]]),
+    versoFibre: unit([-mv * es[0] + ez[0], -mv * es[1] + ez[1], -mv * es[2] + ez[2]]),
+    halfThickness: h,
+    displacement: D,
+    present: !tornAt(c, s, z),
+    ink: inkAt(c, z, s),
+  };
+}
+
 /** The most candidate wraps a column can have (k0 − 2 … k0 + 2). */
 const MAX_CAND = 5;
 
