@@ -15,7 +15,7 @@ import { mkdir, mkdtemp, rename, rm, stat } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { atomicWriteFile, createVolume, FragmentExistsError, product, writeFragment } from '@goe/scroll-io';
 import { type PhantomConfig, PhantomConfigError } from './config.js';
-import { phantomRegion, sheetAt } from './phantom.js';
+import { arcOfTheta, phantomRegion, sheetAt } from './phantom.js';
 
 export interface PhantomFragmentOptions {
   /** Which turn of the spiral to flatten, 0 innermost (default the middle one, `Math.floor(wraps / 2)`). */
@@ -66,15 +66,6 @@ const TWO_PI = 2 * Math.PI;
 const STRIP_ROWS = 16;
 const MAPPING_CHANNELS = ['z', 'y', 'x', 'nz', 'ny', 'nx'] as const;
 
-/**
- * Arc length s(θ) of the undisturbed spiral r = r0 + bθ from θ = 0, the inverse of thetaOfArc (same
- * closed form as phantom.ts: s = F(r0 + bθ) − F(r0), F(r) = (r √(r² + b²) + b² asinh(r / b)) / 2b).
- */
-function arcOfTheta(config: PhantomConfig, theta: number): number {
-  const b = (config.thickness + config.gap) / TWO_PI;
-  const F = (r: number) => (r * Math.sqrt(r * r + b * b) + b * b * Math.asinh(r / b)) / (2 * b);
-  return F(config.innerRadius + b * theta) - F(config.innerRadius);
-}
 
 function resolveOptions(config: PhantomConfig, options: PhantomFragmentOptions) {
   if (options === null || typeof options !== 'object' || Array.isArray(options)) {

@@ -7,6 +7,7 @@ describe('public API', () => {
       [
         "PHANTOM_PRESETS",
         "PhantomConfigError",
+        "arcOfTheta",
         "inkAt",
         "phantomRegion",
         "phantomVolumes",
@@ -14,6 +15,7 @@ describe('public API', () => {
         "sheetAt",
         "thetaOfArc",
         "writePhantom",
+        "writePhantomFragment",
       ]
     `);
   });

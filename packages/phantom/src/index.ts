@@ -6,6 +6,7 @@ export {
   type PhantomPreset,
   resolvePhantomConfig,
 } from './config.js';
-export { inkAt, type PhantomBox, type PhantomRegion, phantomRegion, type SheetPoint, sheetAt, thetaOfArc } from './phantom.js';
+export { arcOfTheta, inkAt, type PhantomBox, type PhantomRegion, phantomRegion, type SheetPoint, sheetAt, thetaOfArc } from './phantom.js';
+export { type PhantomFragment, type PhantomFragmentOptions, writePhantomFragment } from './fragment.js';
 export { type PhantomPaths, writePhantom, type WritePhantomOptions } from './write.js';
 export { type PhantomVolumes, type PhantomVolumesOptions, phantomVolumes } from './volume.js';

@@ -286,6 +286,12 @@ export interface SheetPoint {
 
 const paramCache = new WeakMap<PhantomConfig, Params>();
 
+/** Arc length s(θ) of the undisturbed spiral r = r0 + bθ from θ = 0 (the inverse of {@link thetaOfArc}). */
+export function arcOfTheta(config: PhantomConfig, theta: number): number {
+  const b = (config.thickness + config.gap) / TWO_PI;
+  return arcF(config.innerRadius + b * theta, b) - arcF(config.innerRadius, b);
+}
+
 /** θ of arc length s on the spiral r = r0 + bθ (Newton on s(θ) = F(r0 + bθ) − F(r0), ds/dθ = √(R0² + b²)). */
 export function thetaOfArc(config: PhantomConfig, s: number): number {
   const b = (config.thickness + config.gap) / TWO_PI;

@@ -226,7 +226,7 @@ describe('sheetAt (the analytic slow path)', () => {
 describe('what makes it hard', () => {
   const c = resolvePhantomConfig({ preset: 'default', shape: [48, 128, 128], seed: 2 });
   const r = phantomRegion(c, { offset: [0, 0, 0], shape: c.shape });
-  const [d, h, w] = c.shape;
+  const [d, , w] = c.shape;
 
   it('compression makes neighbouring wraps touch in places, and not everywhere', () => {
     // Papyrus voxels of one wrap whose x-neighbour is papyrus of another wrap: sheets in contact.
