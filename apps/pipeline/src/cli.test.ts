@@ -2,6 +2,8 @@ import { afterEach, describe, expect, it, vi } from 'vitest';
 import { mkdtempSync, writeFileSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { phantomRegion, resolvePhantomConfig } from '@goe/phantom';
+import { openVolume, readPng } from '@goe/scroll-io';
 import { main } from './cli.js';
 import { createHash } from 'node:crypto';
 
@@ -63,11 +65,67 @@ describe('goe CLI', () => {
   it('goe synth writes a scroll; a malformed --shape is a usage error', async () => {
     const c = capture();
     const dir = mkdtempSync(join(tmpdir(), 'goe-synth-'));
-    expect(await main(['synth', '--out', join(dir, 'a'), '--shape', '8,32,32', '--seed', '5'])).toBe(0);
+    expect(await main(['synth', '--out', join(dir, 'a'), '--shape', '8,32,32', '--seed', '5', '--quiet'])).toBe(0);
     const written = JSON.parse(c.out.at(-1)!) as { image: string };
     expect(existsSync(written.image)).toBe(true);
     expect(await main(['synth', '--out', join(dir, 'b'), '--shape', '8,32'])).toBe(2);
     expect(c.err.join('\n')).toContain('--shape: expected D,H,W');
+  });
+
+  it('goe synth --dtype uint16 --preview writes a uint16 image pyramid, labels, fields and preview.png, with progress on stderr', async () => {
+    const c = capture();
+    const stderr: string[] = [];
+    vi.spyOn(process.stderr, 'write').mockImplementation((chunk: string | Uint8Array) => (stderr.push(String(chunk)), true));
+    const dir = mkdtempSync(join(tmpdir(), 'goe-synth-'));
+    const out = join(dir, 'u16');
+    const args = ['synth', '--out', out, '--shape', '32,72,40', '--seed', '3', '--preset', 'easy', '--dtype', 'uint16', '--threads', '2', '--preview'];
+    expect(await main(args)).toBe(0);
+    const written = JSON.parse(c.out.at(-1)!) as {
+      root: string;
+      image: string;
+      levels: number;
+      labels: Record<string, string>;
+      fields: Record<string, string>;
+      preview: string;
+    };
+    expect(written.root).toBe(join(out, 'scroll.zarr'));
+    expect(written.preview).toBe(join(out, 'preview.png'));
+    const image = await openVolume(written.root);
+    expect(image.dtype).toBe('uint16');
+    expect(image.shape).toEqual([32, 72, 40]);
+    expect(written.levels).toBe(2);
+    expect((await openVolume(written.root, { level: 1 })).shape).toEqual([16, 36, 20]);
+    // The image equals the phantom of the flags' config, computed directly.
+    const config = resolvePhantomConfig({ preset: 'easy', shape: [32, 72, 40], seed: 3, dtype: 'uint16' });
+    const expected = phantomRegion(config, { offset: [0, 0, 0], shape: config.shape }).image;
+    const got = (await image.read({ offset: [0, 0, 0], shape: config.shape })).data;
+    expect(Buffer.from(got.buffer, got.byteOffset, got.byteLength).equals(Buffer.from(expected.buffer))).toBe(true);
+    expect(Object.keys(written.labels).sort()).toEqual(['ink', 'papyrus', 'wrap']);
+    expect((await openVolume(written.fields.normal)).shape).toEqual([3, 32, 72, 40]);
+    const png = await readPng(written.preview);
+    expect([png.width, png.height, png.channels]).toEqual([40 + 4 + 40 + 4 + 72, 2 * 72 + 4, 3]);
+    // Progress: chunks done of the total, voxels per second and the time left.
+    const log = stderr.join('');
+    expect(log).toContain('chunk 2/2');
+    expect(log).toContain('voxels/s');
+    expect(log).toContain('ETA');
+  });
+
+  it('goe synth: bad flag values exit 2 naming the flag', async () => {
+    const c = capture();
+    const dir = mkdtempSync(join(tmpdir(), 'goe-synth-'));
+    const cases: [string[], string][] = [
+      [['--dtype', 'float32'], "--dtype: expected uint8 or uint16, got 'float32'"],
+      [['--threads=-1'], "--threads: expected an integer >= 0, got '-1'"],
+      [['--threads', 'all'], "--threads: expected an integer, got 'all'"],
+      [['--preset', 'medium'], '--preset: expected one of'],
+      [['--previews'], 'previews'],
+    ];
+    for (const [flags, message] of cases) {
+      expect(await main(['synth', '--out', join(dir, 'x'), '--quiet', ...flags])).toBe(2);
+      expect(c.err.at(-1)).toContain(message);
+    }
+    expect(existsSync(join(dir, 'x'))).toBe(false);
   });
 
   it('goe inspect prints metadata and region statistics as JSON; a bad --region is a usage error naming it', async () => {

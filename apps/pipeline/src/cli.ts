@@ -3,12 +3,13 @@
  * flags and bad values are errors that name the flag, with exit code 2 (usage) or 1 (failure).
  */
 import { BACKEND_ORDER, BackendUnavailableError } from '@goe/tf';
-import { resolvePhantomConfig, writePhantom } from '@goe/phantom';
+import { PHANTOM_PRESETS, PhantomConfigError, resolvePhantomConfig, writePhantom } from '@goe/phantom';
 import { inspectVolume, parseRegion, ScrollIoOptionError } from '@goe/scroll-io';
 import { readFile } from 'node:fs/promises';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { resolveTrainConfig, DEFAULT_TRAIN_CONFIG, type DeepPartial, type TrainConfig } from './config.js';
 import { CheckpointError, ConfigError, NonFiniteLossError } from './errors.js';
+import { Progress } from './progress.js';
 import { segment } from './segment.js';
 import { train } from './train.js';
 
@@ -167,20 +168,28 @@ const commands: Record<string, Command> = {
     },
   },
   synth: {
-    summary: 'write a synthetic scroll (OME-Zarr image + ink and papyrus labels)',
-    usage: 'goe synth --out DIR [--shape D,H,W] [--seed N] [--preset NAME]',
+    summary: 'write a synthetic scroll (OME-Zarr image pyramid, ink, papyrus and wrap labels, fibre and normal fields)',
+    usage: 'goe synth --out DIR [--shape D,H,W] [--seed N] [--preset NAME] [--dtype uint8|uint16] [--threads N] [--preview] [--quiet]',
     options: {
       out: { type: 'string' },
       shape: { type: 'string' },
       seed: { type: 'string' },
       preset: { type: 'string' },
+      dtype: { type: 'string' },
+      threads: { type: 'string' },
+      preview: { type: 'boolean' },
+      quiet: { type: 'boolean' },
       help: { type: 'boolean', short: 'h' },
     },
     help: {
       out: 'output folder; the scroll is written to DIR/scroll.zarr',
       shape: 'volume size D,H,W in voxels (default 32,128,128)',
       seed: 'random seed (default 0); the same seed gives byte-identical output',
-      preset: 'phantom preset (default: the phantom package default)',
+      preset: `phantom preset: ${Object.keys(PHANTOM_PRESETS).join(', ')} (default: the phantom package default)`,
+      dtype: 'image data type: uint8 or uint16 (default uint8)',
+      threads: 'worker threads computing chunks (default: all cores; 0 or 1: none); the output is the same for any number',
+      preview: 'also write DIR/preview.png: middle z, y and x slices, plain and with ink and wraps drawn over them',
+      quiet: 'no progress output',
     },
     async run(v) {
       if (typeof v['out'] !== 'string') throw new ConfigError('--out', 'is required');
@@ -188,7 +197,38 @@ const commands: Record<string, Command> = {
       const seed = parseIntFlag(v['seed'] as string | undefined, '--seed');
       if (seed !== undefined) partial['seed'] = seed;
       if (typeof v['preset'] === 'string') partial['preset'] = v['preset'];
-      const written = await writePhantom(v['out'], resolvePhantomConfig(partial));
+      const dtype = v['dtype'];
+      if (dtype !== undefined && dtype !== 'uint8' && dtype !== 'uint16') throw new ConfigError('--dtype', `expected uint8 or uint16, got '${String(dtype)}'`);
+      if (dtype !== undefined) partial['dtype'] = dtype;
+      const threads = parseIntFlag(v['threads'] as string | undefined, '--threads');
+      if (threads !== undefined && threads < 0) throw new ConfigError('--threads', `expected an integer >= 0, got '${threads}'`);
+      let config;
+      try {
+        config = resolvePhantomConfig(partial);
+      } catch (err) {
+        // The fields a flag sets are usage errors of that flag.
+        if (err instanceof PhantomConfigError && ['shape', 'seed', 'preset', 'dtype'].includes(err.field)) {
+          throw new ConfigError(`--${err.field}`, err.message.replace(/^phantom config '[^']*': /, ''), { cause: err });
+        }
+        throw err;
+      }
+      let progress: Progress | undefined;
+      const written = await writePhantom(v['out'], config, {
+        threads,
+        preview: Boolean(v['preview']),
+        onProgress: v['quiet']
+          ? undefined
+          : (p) => {
+              if (p.stage === 'pyramids') {
+                progress?.log('building the pyramids');
+                return;
+              }
+              const voxels = config.shape.reduce((a, b) => a * b, 1);
+              progress ??= new Progress({ total: p.chunksTotal, unit: 'voxels', perStep: voxels / p.chunksTotal, label: 'chunk', stream: process.stderr });
+              if (p.chunksDone > 0) progress.update(p.chunksDone, {});
+            },
+      });
+      progress?.done();
       console.log(JSON.stringify(written));
       return 0;
     },
