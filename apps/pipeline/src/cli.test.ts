@@ -3,7 +3,7 @@ import { mkdtempSync, writeFileSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { phantomRegion, resolvePhantomConfig } from '@goe/phantom';
-import { openVolume, readPng } from '@goe/scroll-io';
+import { openFragment, openVolume, readPng } from '@goe/scroll-io';
 import { main } from './cli.js';
 import { createHash } from 'node:crypto';
 
@@ -70,6 +70,22 @@ describe('goe CLI', () => {
     expect(existsSync(written.image)).toBe(true);
     expect(await main(['synth', '--out', join(dir, 'b'), '--shape', '8,32'])).toBe(2);
     expect(c.err.join('\n')).toContain('--shape: expected D,H,W');
+  });
+
+  it('goe synth --fragment also writes the Kaggle fragment layout of the middle wrap, which openFragment reads', async () => {
+    const c = capture();
+    const dir = mkdtempSync(join(tmpdir(), 'goe-synth-'));
+    const out = join(dir, 'f');
+    expect(await main(['synth', '--out', out, '--shape', '12,64,64', '--preset', 'easy', '--seed', '2', '--threads', '0', '--fragment', '--quiet'])).toBe(0);
+    const written = JSON.parse(c.out.at(-1)!) as { fragment: string };
+    expect(written.fragment).toBe(join(out, 'fragment'));
+    const frag = await openFragment(written.fragment);
+    expect(frag.shape[0]).toBe(65);
+    expect(frag.shape[1]).toBe(12);
+    const mask = (await frag.mask())!;
+    let on = 0;
+    for (let i = 0; i < mask.data.length; i++) if (mask.data[i]) on++;
+    expect(on).toBeGreaterThan(0.5 * mask.data.length);
   });
 
   it('goe synth --dtype uint16 --preview writes a uint16 image pyramid, labels, fields and preview.png, with progress on stderr', async () => {

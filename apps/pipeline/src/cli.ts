@@ -3,7 +3,7 @@
  * flags and bad values are errors that name the flag, with exit code 2 (usage) or 1 (failure).
  */
 import { BACKEND_ORDER, BackendUnavailableError } from '@goe/tf';
-import { PHANTOM_PRESETS, PhantomConfigError, resolvePhantomConfig, writePhantom } from '@goe/phantom';
+import { PHANTOM_PRESETS, PhantomConfigError, resolvePhantomConfig, writePhantom, writePhantomFragment } from '@goe/phantom';
 import { inspectVolume, parseRegion, ScrollIoOptionError } from '@goe/scroll-io';
 import { readFile } from 'node:fs/promises';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
@@ -169,7 +169,7 @@ const commands: Record<string, Command> = {
   },
   synth: {
     summary: 'write a synthetic scroll (OME-Zarr image pyramid, ink, papyrus and wrap labels, fibre and normal fields)',
-    usage: 'goe synth --out DIR [--shape D,H,W] [--seed N] [--preset NAME] [--dtype uint8|uint16] [--threads N] [--preview] [--quiet]',
+    usage: 'goe synth --out DIR [--shape D,H,W] [--seed N] [--preset NAME] [--dtype uint8|uint16] [--threads N] [--fragment] [--preview] [--quiet]',
     options: {
       out: { type: 'string' },
       shape: { type: 'string' },
@@ -177,12 +177,14 @@ const commands: Record<string, Command> = {
       preset: { type: 'string' },
       dtype: { type: 'string' },
       threads: { type: 'string' },
+      fragment: { type: 'boolean' },
       preview: { type: 'boolean' },
       quiet: { type: 'boolean' },
       help: { type: 'boolean', short: 'h' },
     },
     help: {
       out: 'output folder; the scroll is written to DIR/scroll.zarr',
+      fragment: 'also write DIR/fragment/: the middle wrap flattened along the sheet normal as in the Kaggle ink-detection data (surface_volume/00.tif … 64.tif, inklabels.png, mask.png) with mapping.zarr from fragment pixels to scroll voxels',
       shape: 'volume size D,H,W in voxels (default 32,128,128)',
       seed: 'random seed (default 0); the same seed gives byte-identical output',
       preset: `phantom preset: ${Object.keys(PHANTOM_PRESETS).join(', ')} (default: the phantom package default)`,
@@ -229,7 +231,8 @@ const commands: Record<string, Command> = {
             },
       });
       progress?.done();
-      console.log(JSON.stringify(written));
+      const fragment = v['fragment'] ? await writePhantomFragment(v['out'], config) : undefined;
+      console.log(JSON.stringify(fragment ? { ...written, fragment: fragment.dir } : written));
       return 0;
     },
   },

@@ -7,7 +7,9 @@ describe('public API', () => {
       [
         "PHANTOM_PRESETS",
         "PhantomConfigError",
+        "PhantomWriteError",
         "arcOfTheta",
+        "defaultPyramidLevels",
         "inkAt",
         "phantomRegion",
         "phantomVolumes",
@@ -16,6 +18,7 @@ describe('public API', () => {
         "thetaOfArc",
         "writePhantom",
         "writePhantomFragment",
+        "writePhantomPreview",
       ]
     `);
   });
