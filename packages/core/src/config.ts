@@ -11,6 +11,9 @@ import { routerRegistry } from './routers.js';
 /** How the tokens routed to each expert are gathered and run. */
 export type DispatchMode = 'auto' | 'exact' | 'dense';
 
+/** Form of the expert-to-expert messages (GoE draft §3.1.4). */
+export type MessageMode = 'token' | 'slot';
+
 /** Coefficients of the router regularisers (GoE draft §3.1.4; Switch; ST-MoE). 0 switches one off. */
 export interface GoeRegularisers {
   /** Draft `L_balance = λ_b Σ_m (mean_i p_im − 1/M)²`. */
@@ -67,14 +70,38 @@ export interface GoeConfig {
   dispatch: DispatchMode;
   /** `topk` router: multiplicative input jitter ±jitter during training (Switch Transformer); 0 = off. */
   jitter: number;
+  /**
+   * Expert capacity `C = ceil(capacityFactor · k · R / M)` token slots per expert and cycle (Switch /
+   * GShard); tokens over capacity are dropped (their slot becomes −1). `topk`: 0 = no limit;
+   * `expert-choice`: each expert takes its C best tokens, so it must be > 0.
+   */
+  capacityFactor: number;
+  /** `top-p` router: keep the smallest set of experts whose probabilities sum to at least topP. */
+  topP: number;
+  /** EMA decay β of the co-selection statistics (graph `ema`, router `symphony`; SymphonySMoE: 0.9, from zero). */
+  emaBeta: number;
+  /** Width of the learned expert embeddings of the `dynamic` graph (A = row_softmax(E Eᵀ / √width)). */
+  graphEmbedDim: number;
+  /**
+   * A user-given topology: `[M][M]` of 0/1, `topology[n][m] = 1` allows the edge n -> m; A is masked
+   * by it and renormalised. Every row needs at least one 1. null = every edge allowed.
+   */
+  topology: number[][] | null;
+  /** `token`: per-token messages `Σ_n A[n,m] W_c h_n` (DESIGN.md §4); `slot`: the draft's pooled form. */
+  messageMode: MessageMode;
+  /** `graphmoe` router: hidden width of the low-rank GRU virtual node (the paper: 0.1 d). Default round(0.1 d), at least 1. */
+  graphmoeHidden: number;
   regularisers: GoeRegularisers;
 }
 
-/** What `resolveGoeConfig` accepts: any subset; `expertDim`/`expertHidden` default from `d`. */
+/** What `resolveGoeConfig` accepts: any subset; `expertDim`/`expertHidden`/`graphmoeHidden` default from `d`. */
 export type GoeConfigInput = Partial<Omit<GoeConfig, 'regularisers'>> & { regularisers?: Partial<GoeRegularisers> };
 
-/** Every default of the layer, in one place. `expertDim` defaults to d and `expertHidden` to 2·expertDim. */
-export const GOE_DEFAULTS: Readonly<Omit<GoeConfig, 'expertDim' | 'expertHidden'>> = Object.freeze({
+/**
+ * Every default of the layer, in one place. `expertDim` defaults to d, `expertHidden` to 2·expertDim
+ * and `graphmoeHidden` to round(0.1 d).
+ */
+export const GOE_DEFAULTS: Readonly<Omit<GoeConfig, 'expertDim' | 'expertHidden' | 'graphmoeHidden'>> = Object.freeze({
   d: 64,
   da: 16,
   experts: 8,
@@ -90,12 +117,19 @@ export const GOE_DEFAULTS: Readonly<Omit<GoeConfig, 'expertDim' | 'expertHidden'
   haltEps: 0.01,
   dispatch: 'auto',
   jitter: 0,
+  capacityFactor: 0,
+  topP: 0.8,
+  emaBeta: 0.9,
+  graphEmbedDim: 16,
+  topology: null,
+  messageMode: 'token',
   regularisers: Object.freeze({ balance: 0.01, entropy: 0.001, switchBalance: 0, zLoss: 0.001, halting: 0 }),
 });
 
-const TOP_KEYS = [...Object.keys(GOE_DEFAULTS), 'expertDim', 'expertHidden'];
+const TOP_KEYS = [...Object.keys(GOE_DEFAULTS), 'expertDim', 'expertHidden', 'graphmoeHidden'];
 const REG_KEYS = Object.keys(GOE_DEFAULTS.regularisers);
 const DISPATCH: readonly DispatchMode[] = ['auto', 'exact', 'dense'];
+const MESSAGE_MODES: readonly MessageMode[] = ['token', 'slot'];
 
 const check = configChecks((field, expected, received) => new GoeConfigError(field, expected, received));
 
@@ -147,6 +181,13 @@ export function resolveGoeConfig(partial: GoeConfigInput = {}): GoeConfig {
     haltEps: check.finite('haltEps', p['haltEps'], 0),
     dispatch: key('dispatch', p['dispatch'], DISPATCH) as DispatchMode,
     jitter: check.finite('jitter', p['jitter'], 0),
+    capacityFactor: check.finite('capacityFactor', p['capacityFactor'], 0),
+    topP: check.finite('topP', p['topP'], 0),
+    emaBeta: check.finite('emaBeta', p['emaBeta'], 0),
+    graphEmbedDim: check.int('graphEmbedDim', p['graphEmbedDim'], 1),
+    topology: checkTopology(p['topology'], experts),
+    messageMode: key('messageMode', p['messageMode'], MESSAGE_MODES) as MessageMode,
+    graphmoeHidden: check.int('graphmoeHidden', p['graphmoeHidden'] ?? Math.max(1, Math.round(0.1 * d)), 1),
     regularisers: {
       balance: check.finite('regularisers.balance', r.balance, 0),
       entropy: check.finite('regularisers.entropy', r.entropy, 0),
@@ -159,5 +200,21 @@ export function resolveGoeConfig(partial: GoeConfigInput = {}): GoeConfig {
     throw new GoeConfigError('graphEps', '> 0 when graphGamma != 0 (log(ε + Aᵀq) must stay finite)', cfg.graphEps);
   }
   if (cfg.jitter >= 1) throw new GoeConfigError('jitter', 'a number in [0, 1)', cfg.jitter);
+  if (cfg.topP <= 0 || cfg.topP > 1) throw new GoeConfigError('topP', 'a number in (0, 1]', cfg.topP);
+  if (cfg.emaBeta >= 1) throw new GoeConfigError('emaBeta', 'a number in [0, 1)', cfg.emaBeta);
+  if (cfg.router === 'expert-choice' && cfg.capacityFactor <= 0) {
+    throw new GoeConfigError('capacityFactor', '> 0 for the expert-choice router (each expert takes ceil(capacityFactor · k · R / M) tokens)', cfg.capacityFactor);
+  }
   return cfg;
+}
+
+/** A `[M][M]` 0/1 matrix with a 1 in every row, or null. */
+function checkTopology(v: unknown, experts: number): number[][] | null {
+  if (v === null || v === undefined) return null;
+  const ok =
+    Array.isArray(v) &&
+    v.length === experts &&
+    v.every((row) => Array.isArray(row) && row.length === experts && row.every((x) => x === 0 || x === 1) && row.includes(1));
+  if (!ok) throw new GoeConfigError('topology', `null or a ${experts} x ${experts} matrix of 0/1 with a 1 in every row`, v);
+  return (v as number[][]).map((row) => row.slice());
 }
