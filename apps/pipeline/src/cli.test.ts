@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { mkdtempSync, writeFileSync, existsSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { phantomRegion, resolvePhantomConfig } from '@goe/phantom';
@@ -46,7 +46,19 @@ describe('goe CLI', () => {
     expect(c.err.join('\n')).toContain("backend 'tpu' is not available");
     expect(await main(['segment', '--volume', 'x'])).toBe(2);
     expect(c.err.join('\n')).toContain('--checkpoint: is required');
+    expect(await main(['train', '--router', 'moe', '--steps', '1'])).toBe(2);
+    expect(c.err.join('\n')).toMatch(/--router: expected one of goe, dense, topk.*got 'moe'/);
   });
+
+  it('goe train --router swaps the GoE router for a baseline behind the same interface', async () => {
+    capture();
+    const dir = mkdtempSync(join(tmpdir(), 'goe-cli-'));
+    const out = join(dir, 'run');
+    const args = ['train', '--router', 'topk', '--steps', '2', '--batch', '1', '--phantom-shape', '48,40,40', '--out', out, '--quiet'];
+    expect(await main(args)).toBe(0);
+    const saved = JSON.parse(readFileSync(join(out, 'config.json'), 'utf8')) as { model: { core: { router: string } } };
+    expect(saved.model.core.router).toBe('topk');
+  }, 120_000);
 
   it('a config file with an unknown key stops before anything is written', async () => {
     const c = capture();

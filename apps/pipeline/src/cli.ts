@@ -2,6 +2,7 @@
  * The `goe` command: `goe train`, `goe segment`, `goe synth`. Every subcommand has `--help`; unknown
  * flags and bad values are errors that name the flag, with exit code 2 (usage) or 1 (failure).
  */
+import { routerRegistry } from '@goe/core';
 import { BACKEND_ORDER, BackendUnavailableError } from '@goe/tf';
 import { PHANTOM_PRESETS, PhantomConfigError, resolvePhantomConfig, writePhantom, writePhantomFragment } from '@goe/phantom';
 import { inspectVolume, parseRegion, ScrollIoOptionError } from '@goe/scroll-io';
@@ -62,9 +63,10 @@ async function readConfigFile(path: string): Promise<Record<string, unknown>> {
 const commands: Record<string, Command> = {
   train: {
     summary: 'train the ink model (volume stem -> encoder -> GoE layer -> ink head)',
-    usage: 'goe train [--steps N] [--seed S] [--backend NAME] [--out DIR] [--config FILE.json]',
+    usage: 'goe train [--steps N] [--seed S] [--backend NAME] [--router NAME] [--out DIR] [--config FILE.json]',
     options: {
       steps: { type: 'string' },
+      router: { type: 'string' },
       seed: { type: 'string' },
       backend: { type: 'string' },
       out: { type: 'string' },
@@ -78,6 +80,7 @@ const commands: Record<string, Command> = {
       steps: `training steps (default ${DEFAULT_TRAIN_CONFIG.steps})`,
       seed: `seed for weights, phantom and patch sampling (default ${DEFAULT_TRAIN_CONFIG.seed}); the same seed gives the same loss curve on every backend`,
       backend: `tensor backend: ${BACKENDS} (default auto, or GOE_BACKEND)`,
+      router: `router of the GoE layer: ${routerRegistry.keys().join(', ')} (default goe); the baselines run behind the same interface`,
       out: `run folder for checkpoint/, metrics.jsonl, loss.png (default ${DEFAULT_TRAIN_CONFIG.out})`,
       config: 'JSON file with any part of the training config; flags override it',
       batch: `patches per step (default ${DEFAULT_TRAIN_CONFIG.batch})`,
@@ -97,6 +100,12 @@ const commands: Record<string, Command> = {
       if (typeof v['backend'] === 'string') partial.backend = v['backend'];
       if (typeof v['out'] === 'string') partial.out = v['out'];
       if (shape) partial.data = { ...(partial.data ?? {}), phantomShape: shape };
+      const router = v['router'];
+      if (typeof router === 'string') {
+        if (!routerRegistry.keys().includes(router)) throw new ConfigError('--router', `expected one of ${routerRegistry.keys().join(', ')}, got '${router}'`);
+        const model = partial.model ?? {};
+        partial.model = { ...model, core: { ...(model.core ?? {}), router } };
+      }
       const config = resolveTrainConfig(partial);
       const r = await train(config, { progressStream: v['quiet'] ? null : process.stderr });
       const first = r.history[0]?.['total'];
