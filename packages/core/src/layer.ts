@@ -13,7 +13,8 @@
  * - `halt.*` (W_u, b_u): halting is a hard decision; only `regularisers.halting > 0` trains them;
  * - `graph.theta` and `wc.*` when K = 1 (no cycle has a previous one), `graph.theta` also when
  *   `graphGamma = 0` and `messages = false`, and Θ under routers that ignore the graph (`dense`, `topk`)
- *   without messages; `wc` exists only when `messages` is on and K > 1;
+ *   without messages, and always under `graphmoe` and `chain`; `wc` exists only when `messages` is on,
+ *   K > 1 and the router uses messages (`Router.usesMessages`: not `graphmoe` nor `chain`);
  * - an expert that no token chose in the batch.
  */
 import { Linear, Module, tf, type Rng } from '@goe/tf';
@@ -171,7 +172,8 @@ export class GoeLayer extends Module {
       if (e.dim !== c.expertDim) throw new GoeConfigError('expert', `an expert of width ${c.expertDim}`, e.dim);
       this.experts.push(this.child(`experts.${m}`, e));
     }
-    this.wc = c.messages && c.cycles > 1 ? this.child('wc', new Linear(c.expertDim, c.expertDim, rng, { bias: false })) : undefined;
+    const sendsMessages = c.messages && c.cycles > 1 && this.router.usesMessages;
+    this.wc = sendsMessages ? this.child('wc', new Linear(c.expertDim, c.expertDim, rng, { bias: false })) : undefined;
     this.wo = this.child('wo', new Linear(c.expertDim, c.d, rng, { bias: false }));
     this.halt = this.child('halt', new Linear(rIn, 1, rng));
   }
@@ -301,7 +303,11 @@ export class GoeLayer extends Module {
         // Σ_m g_m h_m, slot by slot at rank 2.
         const terms = h.map((hj, j) => tf.mul(tf.slice(g, [0, j], [rows, 1]), hj)); // s × [R, de]
         const mix = (terms.length === 1 ? terms[0] : tf.addN(terms)) as tf.Tensor2D; // [R, de]
-        t = tf.add(t, this.wo.apply(mix)) as tf.Tensor2D; // t ← t + W_o Σ_m g_m h_m (W_o is linear, no bias)
+        const update = this.wo.apply(mix) as tf.Tensor2D; // W_o Σ_m g_m h_m (W_o is linear, no bias: 0 where halted)
+        // t ← t + W_o Σ_m g_m h_m, unless the router rewrites the token between rounds (graphmoe).
+        t = this.router.afterCycle
+          ? this.router.afterCycle({ cycle: k, cycles: kCycles, tokens: t, update, active })
+          : (tf.add(t, update) as tf.Tensor2D);
 
         const mask = selectionMask(idsK, c.experts); // [R, M]
         regs.push(cycleRegularisers(routed.logits, routed.scores, mask, active));

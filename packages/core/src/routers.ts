@@ -37,13 +37,41 @@ export interface RouteOutput {
   gateDist: tf.Tensor2D;
 }
 
+/** What the layer hands `Router.afterCycle` once the experts of one cycle have run (all `[R, …]`). */
+export interface CycleStep {
+  /** Cycle index k = 0 … K−1. */
+  cycle: number;
+  /** K, so that a router knows which cycle is the last. */
+  cycles: number;
+  /** The tokens this cycle routed on, `[R, d]` (the layer's input tokens at k = 0). */
+  tokens: tf.Tensor2D;
+  /** This cycle's expert output `W_o Σ_m g_m h_m`, `[R, d]`; zero rows for tokens not active. */
+  update: tf.Tensor2D;
+  /** `[R, 1]`: 1 for tokens routed in this cycle, 0 for halted and padding tokens. */
+  active: tf.Tensor2D;
+}
+
 /** A router owns its parameters (it is a Module) and decides s slots per token. */
 export abstract class Router extends Module {
   abstract readonly name: string;
   /** Slots per token s (k for top-k routers, M for `dense`). */
   abstract readonly slots: number;
+  /**
+   * Whether the layer's expert-to-expert messages (config `messages`, draft §3.1.4) run under this
+   * router. Baselines whose paper has no such messages (`graphmoe`, `chain`) say false: the layer then
+   * builds no W_c and sends none, whatever the config says.
+   */
+  readonly usesMessages: boolean = true;
   /** @see RouteInput, RouteOutput (all `[R, …]`). */
   abstract route(input: RouteInput): RouteOutput;
+  /**
+   * Optional: replaces the layer's token update `t ← t + update` of every cycle, for routers that
+   * rewrite the token between rounds (GraphMoE: `x_{t+1} = x_t + W_g h_t`). Returns the tokens the
+   * next cycle routes on, and after the last cycle the layer's output, `[R, d]`; rows whose `active`
+   * is 0 must come back unchanged before the last cycle. Runs inside the layer's `tidy`: tensors kept
+   * between cycles are freed when `apply` returns, so such state starts afresh at cycle 0.
+   */
+  afterCycle?(step: CycleStep): tf.Tensor2D;
 }
 
 export type RouterFactory = (config: GoeConfig, rng: Rng) => Router;
