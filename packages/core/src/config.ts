@@ -4,7 +4,7 @@
  */
 import { configChecks } from '@goe/tf';
 import { GoeConfigError } from './errors.js';
-import { expertRegistry } from './experts.js';
+import { expertKinds, expertRegistry } from './experts.js';
 import { graphRegistry } from './graph.js';
 import { routerRegistry } from './routers.js';
 
@@ -44,13 +44,16 @@ export interface GoeConfig {
   cycles: number;
   /** Router key in `routerRegistry`: `goe`, `dense`, `topk`, … */
   router: string;
-  /** Expert key in `expertRegistry`: `mlp` (SwiGLU). */
+  /**
+   * Expert key in `expertRegistry` (`mlp` SwiGLU, `attention`, `conv`), or a comma-separated list of
+   * keys assigned round robin over the M experts (`'mlp,attention,conv'`: a heterogeneous library).
+   */
   expert: string;
   /** Expert-graph key in `graphRegistry`: `static` (`A = row_softmax(Θ)`). */
   graph: string;
   /** Width d_e of the expert input `W_p r` and expert state h. */
   expertDim: number;
-  /** Hidden width of each SwiGLU expert. */
+  /** Hidden width of each expert (SwiGLU hidden; feed-forward width of `attention`; pointwise expansion of `conv`). */
   expertHidden: number;
   /** γ of the graph entry bias `γ log(ε + Aᵀ q^{k−1})` (goe router, cycles ≥ 1). */
   graphGamma: number;
@@ -138,6 +141,16 @@ function key(field: string, v: unknown, known: readonly string[]): string {
   return v;
 }
 
+/** One registered expert key or a comma-separated list of them; returned trimmed, joined by ','. */
+function expertList(v: unknown): string {
+  const known = expertRegistry.keys();
+  const kinds = typeof v === 'string' ? expertKinds(v) : [];
+  if (kinds.length === 0 || kinds.some((k) => !known.includes(k))) {
+    throw new GoeConfigError('expert', `one of ${known.join(', ')}, or a comma-separated list of them`, v);
+  }
+  return kinds.join(',');
+}
+
 /**
  * Fills the defaults and validates. Throws `GoeConfigError` for an unknown key (top level or in
  * `regularisers`), a value of the wrong type or range, `k > experts`, `cycles < 1`, or a router /
@@ -170,7 +183,7 @@ export function resolveGoeConfig(partial: GoeConfigInput = {}): GoeConfig {
     k,
     cycles: check.int('cycles', p['cycles'], 1),
     router: key('router', p['router'], routerRegistry.keys()),
-    expert: key('expert', p['expert'], expertRegistry.keys()),
+    expert: expertList(p['expert']),
     graph: key('graph', p['graph'], graphRegistry.keys()),
     expertDim,
     expertHidden: check.int('expertHidden', p['expertHidden'] ?? 2 * expertDim, 1),

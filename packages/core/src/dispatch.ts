@@ -11,7 +11,7 @@
  * (the only choice on WebGPU in Node, where synchronous reads do not exist) and no gather.
  */
 import { tf } from '@goe/tf';
-import type { Expert } from './experts.js';
+import type { Expert, TokenLayout } from './experts.js';
 import { slotOneHots } from './ops.js';
 
 /**
@@ -51,7 +51,7 @@ function copyRows(src: Float32Array, w: number, rows: Int32Array): Float32Array 
  * Inverse of an index list into n rows, injective over its entries < n: `inv[idx[p]] = p`; rows not
  * taken get `idx.length` (past the end: a zero row). Entries >= n are skipped.
  */
-function inverse(idx: Int32Array, n: number): Int32Array {
+export function inverse(idx: Int32Array, n: number): Int32Array {
   const inv = new Int32Array(n).fill(idx.length);
   for (let p = 0; p < idx.length; p++) {
     const r = idx[p] as number;
@@ -70,16 +70,20 @@ export interface DispatchCount {
  * @param experts the M experts
  * @param x `[R, de]` expert inputs (`W_p r`)
  * @param ids `[R, s]` int32 chosen expert per slot, −1 = no expert (the slot stays zero)
+ * @param layout how the R rows split into samples (and a token grid), handed to each expert with the
+ *   row indices it got (`ExpertContext`); default: one sample of R tokens
  * @returns out: one `[R, de]` per slot j with `out[j][i] = f_{ids[i,j]}(x_i)`; per-expert row counts
  */
 export function dispatchExact(
   experts: readonly Expert[],
   x: tf.Tensor2D,
   ids: tf.Tensor2D,
+  layout?: TokenLayout,
 ): { out: tf.Tensor2D[]; count: DispatchCount } {
   const [rows, slots] = ids.shape;
   const de = x.shape[1];
   const m = experts.length;
+  const lay = layout ?? { batch: 1, tokens: rows };
   const host = ids.dataSync() as Int32Array; // [R*s]
   const counts = new Array<number>(m).fill(0);
   for (let q = 0; q < host.length; q++) {
@@ -112,7 +116,7 @@ export function dispatchExact(
       if ((counts[e] as number) === 0) continue;
       const list = rowLists[e] as Int32Array;
       const xe = gatherRows(x, list, inverse(list, rows)); // [n_e, de]
-      parts.push((experts[e] as Expert).apply(xe)); // [n_e, de]
+      parts.push((experts[e] as Expert).apply(xe, { ...lay, rows: list })); // [n_e, de]
     }
     const y = (parts.length === 1 ? parts[0] : tf.concat(parts, 0)) as tf.Tensor2D; // [total, de]
     // Slot j of row i reads row slotSrc[i·s + j] of y; unused slots read `total`, past the end of y,
@@ -129,15 +133,21 @@ export function dispatchExact(
 
 /**
  * Same contract as `dispatchExact`, computed densely: every expert on every row, then a one-hot
- * selection per slot. No read-back and no gather; cost ∝ M.
- * @param x `[R, de]` @param ids `[R, s]` int32 @returns one `[R, de]` per slot
+ * selection per slot. No read-back and no gather; cost ∝ M. Each expert sees every row, with
+ * `ctx.routed` marking the rows routed to it (experts that mix rows ignore the others).
+ * @param x `[R, de]` @param ids `[R, s]` int32 @param layout as in `dispatchExact`
+ * @returns one `[R, de]` per slot
  */
-export function dispatchDense(experts: readonly Expert[], x: tf.Tensor2D, ids: tf.Tensor2D): tf.Tensor2D[] {
+export function dispatchDense(experts: readonly Expert[], x: tf.Tensor2D, ids: tf.Tensor2D, layout?: TokenLayout): tf.Tensor2D[] {
   return tf.tidy(() => {
     const rows = ids.shape[0];
-    const ys = experts.map((e) => e.apply(x)); // M × [R, de]
+    const lay = layout ?? { batch: 1, tokens: rows };
+    const all = Int32Array.from({ length: rows }, (_, i) => i);
+    const ohs = slotOneHots(ids, experts.length); // s × [R, M]
+    const routed = ohs.length === 1 ? (ohs[0] as tf.Tensor2D) : tf.addN(ohs); // [R, M]: 1 where row i chose expert m
+    const ys = experts.map((e, m) => e.apply(x, { ...lay, rows: all, routed: tf.slice(routed, [0, m], [rows, 1]) })); // M × [R, de]
     // out[j] = Σ_m oh_j[:, m] · ys[m], all at rank 2.
-    return slotOneHots(ids, experts.length).map((oh) => {
+    return ohs.map((oh) => {
       const terms = ys.map((y, m) => tf.mul(tf.slice(oh, [0, m], [rows, 1]), y)); // M × [R, de]
       return (terms.length === 1 ? terms[0] : tf.addN(terms)) as tf.Tensor2D;
     });

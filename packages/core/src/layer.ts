@@ -21,7 +21,7 @@ import { Linear, Module, tf, type Rng } from '@goe/tf';
 import type { GoeConfig } from './config.js';
 import { dispatchDense, dispatchExact } from './dispatch.js';
 import { GoeConfigError, GoeInputError } from './errors.js';
-import { expertRegistry, type Expert } from './experts.js';
+import { expertKindOf, expertRegistry, type Expert, type TokenLayout } from './experts.js';
 import { graphRegistry, type ExpertGraph } from './graph.js';
 import { cycleRegularisers } from './losses.js';
 import { canReadSync, detached, selectionMask, slotOneHots, toFloat32 } from './ops.js';
@@ -33,6 +33,11 @@ export interface GoeLayerInput {
   tokens: tf.Tensor3D;
   /** `[B, N, da]`; may be omitted only when `da = 0`. */
   aux?: tf.Tensor3D;
+  /**
+   * `[gz, gy, gx]`: the tokens of each sample tile this grid, z-major (N = gz·gy·gx). Passed to the
+   * experts (the `conv` expert requires it).
+   */
+  grid?: number[];
 }
 
 export interface GoeApplyOptions {
@@ -165,10 +170,10 @@ export class GoeLayer extends Module {
     this.router = this.child('router', routerRegistry.get(c.router)(c, rng));
     this.graph = this.child('graph', graphRegistry.get(c.graph)({ experts: c.experts }, rng));
     this.wp = this.child('wp', new Linear(rIn, c.expertDim, rng));
-    const make = expertRegistry.get(c.expert);
     this.experts = [];
     for (let m = 0; m < c.experts; m++) {
-      const e = make({ dim: c.expertDim, hidden: c.expertHidden, index: m }, rng);
+      // A comma-separated `expert` is a heterogeneous library, its kinds assigned round robin.
+      const e = expertRegistry.get(expertKindOf(c.expert, m))({ dim: c.expertDim, hidden: c.expertHidden, index: m }, rng);
       if (e.dim !== c.expertDim) throw new GoeConfigError('expert', `an expert of width ${c.expertDim}`, e.dim);
       this.experts.push(this.child(`experts.${m}`, e));
     }
@@ -198,6 +203,14 @@ export class GoeLayer extends Module {
       if (a.rank !== 3 || a.shape[0] !== t.shape[0] || a.shape[1] !== t.shape[1] || a.shape[2] !== da || a.dtype !== 'float32') {
         throw new GoeInputError('aux', `float32 [${t.shape[0]}, ${t.shape[1]}, ${da}]`, `${a.dtype} [${a.shape.join(', ')}]`);
       }
+    }
+    const grid = input.grid;
+    const n = t.shape[1];
+    if (grid !== undefined) {
+      const ok = Array.isArray(grid) && grid.length === 3 && grid.every((v) => Number.isInteger(v) && v >= 1) && grid[0]! * grid[1]! * grid[2]! === n;
+      if (!ok) throw new GoeInputError('grid', `[gz, gy, gx] of positive integers with gz·gy·gx = N = ${n}`, JSON.stringify(grid));
+    } else if (this.experts.some((e) => e.needsGrid)) {
+      throw new GoeInputError('grid', `[gz, gy, gx] with gz·gy·gx = N = ${n} (the library '${this.config.expert}' has a conv expert)`, 'nothing');
     }
   }
 
@@ -246,6 +259,8 @@ export class GoeLayer extends Module {
     return tf.tidy(() => {
       const [batch, n, d] = input.tokens.shape;
       const rows = batch * n;
+      const grid = input.grid;
+      const layout: TokenLayout = { batch, tokens: n, grid: grid ? [grid[0]!, grid[1]!, grid[2]!] : undefined };
       const s = this.router.slots;
       const kCycles = c.cycles;
       let t = tf.reshape(input.tokens, [rows, d]) as tf.Tensor2D; // [R, d]
@@ -296,7 +311,7 @@ export class GoeLayer extends Module {
         this.graph.observe(idsK, training);
 
         const x = this.wp.apply(r) as tf.Tensor2D; // [R, de], expert input W_p r
-        const fOut = mode === 'exact' ? dispatchExact(this.experts, x, idsK).out : dispatchDense(this.experts, x, idsK); // s × [R, de]
+        const fOut = mode === 'exact' ? dispatchExact(this.experts, x, idsK, layout).out : dispatchDense(this.experts, x, idsK, layout); // s × [R, de]
         const msgs = hPrev && idsPrev && this.wc ? this.messages(hPrev, idsPrev, idsK, adjacency) : null;
         const h: tf.Tensor2D[] = msgs ? fOut.map((f, j) => tf.add(f, msgs[j] as tf.Tensor2D) as tf.Tensor2D) : fOut;
         const g = tf.mul(routed.gates, active) as tf.Tensor2D; // [R, s], 0 for halted tokens
