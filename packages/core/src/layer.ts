@@ -168,7 +168,7 @@ export class GoeLayer extends Module {
     const c = config;
     const rIn = c.d + c.da;
     this.router = this.child('router', routerRegistry.get(c.router)(c, rng));
-    this.graph = this.child('graph', graphRegistry.get(c.graph)({ experts: c.experts }, rng));
+    this.graph = this.child('graph', graphRegistry.get(c.graph)({ experts: c.experts, topology: c.topology, emaBeta: c.emaBeta, embedDim: c.graphEmbedDim }, rng));
     this.wp = this.child('wp', new Linear(rIn, c.expertDim, rng));
     this.experts = [];
     for (let m = 0; m < c.experts; m++) {
