@@ -302,7 +302,7 @@ export class GoeLayer extends Module {
         }
         uPrev = u;
 
-        const routed = this.router.route({ r, cycle: k, training, prevGates: qPrev, adjacency });
+        const routed = this.router.route({ r, cycle: k, training, prevGates: qPrev, adjacency, active });
         // Halted tokens are not dispatched: their slots become −1.
         const idsK = detached((i, a) => {
           const ai = tf.cast(a, 'int32'); // [R, 1]
