@@ -67,6 +67,9 @@ describe('resolveGoeConfig', () => {
     expect(layer.router).toBeInstanceOf(TopKRouter);
     layer.dispose();
     expect(() => routerRegistry.register('my-topk', (cfg, rng) => new TopKRouter(cfg, rng))).toThrow(RegistryError);
-    expect(routerRegistry.keys()).toEqual(['goe', 'dense', 'topk', 'my-topk']);
+    const keys = routerRegistry.keys();
+    expect(keys.slice(0, 3)).toEqual(['goe', 'dense', 'topk']);
+    expect(keys.at(-1)).toBe('my-topk');
+    expect(keys.filter((k) => k === 'my-topk')).toHaveLength(1);
   });
 });
