@@ -24,6 +24,7 @@ import { GoeConfigError, GoeInputError } from './errors.js';
 import { expertKindOf, expertRegistry, type Expert, type TokenLayout } from './experts.js';
 import { graphRegistry, type ExpertGraph } from './graph.js';
 import { cycleRegularisers } from './losses.js';
+import { slotMessages } from './messages.js';
 import { canReadSync, detached, selectionMask, slotOneHots, toFloat32 } from './ops.js';
 import { routerRegistry, type Router } from './routers.js';
 
@@ -312,7 +313,13 @@ export class GoeLayer extends Module {
 
         const x = this.wp.apply(r) as tf.Tensor2D; // [R, de], expert input W_p r
         const fOut = mode === 'exact' ? dispatchExact(this.experts, x, idsK, layout).out : dispatchDense(this.experts, x, idsK, layout); // s × [R, de]
-        const msgs = hPrev && idsPrev && this.wc ? this.messages(hPrev, idsPrev, idsK, adjacency) : null;
+        // Token mode: each token hears the experts it visited; slot mode: the pooled states of its sample (messages.ts).
+        const msgs =
+          hPrev && idsPrev && this.wc
+            ? c.messageMode === 'slot'
+              ? slotMessages(hPrev, idsPrev, idsK, adjacency, this.wc, batch)
+              : this.messages(hPrev, idsPrev, idsK, adjacency)
+            : null;
         const h: tf.Tensor2D[] = msgs ? fOut.map((f, j) => tf.add(f, msgs[j] as tf.Tensor2D) as tf.Tensor2D) : fOut;
         const g = tf.mul(routed.gates, active) as tf.Tensor2D; // [R, s], 0 for halted tokens
         // Σ_m g_m h_m, slot by slot at rank 2.
