@@ -3,10 +3,14 @@
  * grows with k, not with M. Everything stays rank 2 (`[rows, width]`), the fast path on every backend.
  *
  * `exact` reads the chosen ids back to the host (synchronously), builds each expert's row list, gathers
- * those rows, runs the expert, and gathers the results back into slot order. Every gather here is
- * injective (no row taken twice), so its gradient is another gather with the inverse index list
- * (`gatherRows`) instead of tfjs' UnsortedSegmentSum, which the wasm backend lacks and the cpu backend
- * runs in O(segments × rows) (1.2 s of a 1.5 s training step at R = 128, measured).
+ * those rows, runs the expert, and gathers the results back into slot order. Both moves are one host
+ * row-routing op each (`routeRows`: one input tensor to M expert inputs, M expert outputs to s slots),
+ * whose gradient is the same routing run backwards (a scatter-add), instead of tfjs' UnsortedSegmentSum,
+ * which the wasm backend lacks and the cpu backend runs in O(segments × rows) (1.2 s of a 1.5 s
+ * training step at R = 128, measured). One op for all experts keeps the cost of the moves O(k·R·d_e)
+ * whatever M is: a gather per expert gave each expert a full `[R, d_e]` input gradient to add up, and a
+ * concat of the M outputs a SplitV backwards whose wasm slices each copy the whole input (M = 32:
+ * 96 -> 50 ms for dispatch forward+backward at R = 1024, d_e = 64, k = 2 on wasm, measured).
  * `dense` runs every expert on every row and selects with a one-hot mask: cost ∝ M, but no read-back
  * (the only choice on WebGPU in Node, where synchronous reads do not exist) and no gather.
  */
@@ -60,6 +64,112 @@ export function inverse(idx: Int32Array, n: number): Int32Array {
   return inv;
 }
 
+const ROUTE_GATHER = 'GoeRouteRowsGather';
+const ROUTE_SCATTER = 'GoeRouteRowsScatterAdd';
+
+/** What the routing kernels use of a backend that reads back synchronously (cpu, wasm, tfjs-node). */
+interface RowBackend {
+  readSync(dataId: object): ArrayLike<number>;
+  /** wasm: a view of the tensor in the heap (no copy; readSync copies the whole tensor). */
+  typedArrayFromHeap?(info: tf.TensorInfo): Float32Array;
+  /** cpu, tfjs-node. */
+  makeTensorInfo?(shape: number[], dtype: 'float32', values: Float32Array): tf.TensorInfo;
+  /** wasm (allocates on its heap and copies `values` in). */
+  makeOutput?(shape: number[], dtype: 'float32', memoryOffset?: number, values?: Float32Array): tf.TensorInfo;
+}
+
+/**
+ * The host kernel of `routeRows`. Inputs and outputs are addressed by global row: the rows of all
+ * inputs (outputs) one after the other, of width w.
+ * - gather: `out[q] = in[src[q]]` (a zero row for src[q] < 0); src has one entry per output row.
+ * - scatter-add: `out[src[q]] += in[q]` (row q dropped for src[q] < 0); src has one entry per input row.
+ */
+function routeRowsKernel(scatter: boolean): tf.KernelFunc {
+  return ({ inputs, attrs, backend }) => {
+    const b = backend as unknown as RowBackend;
+    const { src, outRows } = attrs as unknown as { src: Int32Array; outRows: number[] };
+    const ins = Object.keys(inputs).map((key) => inputs[key] as tf.TensorInfo);
+    const w = ins[0]?.shape[1] as number;
+    const inData = ins.map((t) => (b.typedArrayFromHeap ? b.typedArrayFromHeap(t) : b.readSync(t.dataId)) as Float32Array);
+    const outs = outRows.map((n) => new Float32Array(n * w));
+    const inRows = ins.map((t) => t.shape[0] as number);
+    // src walks the outputs' rows (gather) or the inputs' rows (scatter) and points into the other side.
+    const [walked, pointed] = scatter ? [inRows, outRows] : [outRows, inRows];
+    const tensorOf = new Int32Array(pointed.reduce((a, n) => a + n, 0));
+    const rowOf = new Int32Array(tensorOf.length);
+    for (let i = 0, g = 0; i < pointed.length; i++) {
+      for (let r = 0; r < (pointed[i] as number); r++, g++) {
+        tensorOf[g] = i;
+        rowOf[g] = r;
+      }
+    }
+    for (let i = 0, q = 0; i < walked.length; i++) {
+      for (let r = 0; r < (walked[i] as number); r++, q++) {
+        const g = src[q] as number;
+        if (g < 0) continue;
+        const t = tensorOf[g] as number;
+        const tr = rowOf[g] as number;
+        if (scatter) {
+          const [from, to] = [inData[i] as Float32Array, outs[t] as Float32Array];
+          for (let c = 0; c < w; c++) to[tr * w + c] = (to[tr * w + c] as number) + (from[r * w + c] as number);
+        } else {
+          (outs[i] as Float32Array).set((inData[t] as Float32Array).subarray(tr * w, tr * w + w), r * w);
+        }
+      }
+    }
+    return outs.map((v) => {
+      const shape = [v.length / w, w];
+      if (b.makeTensorInfo) return b.makeTensorInfo(shape, 'float32', v);
+      if (b.makeOutput) return b.makeOutput(shape, 'float32', undefined, v);
+      throw new Error(`backend ${tf.getBackend()} can neither make nor write tensors on the host`);
+    });
+  };
+}
+
+/** Registers the two routing kernels for the active backend (once) and their gradients (once). */
+function ensureRouteKernels(): void {
+  const backendName = tf.getBackend();
+  for (const [kernelName, scatter] of [
+    [ROUTE_GATHER, false],
+    [ROUTE_SCATTER, true],
+  ] as const) {
+    if (!tf.getKernel(kernelName, backendName)) tf.registerKernel({ kernelName, backendName, kernelFunc: routeRowsKernel(scatter) });
+    if (!tf.getGradient(kernelName)) {
+      // The gradient of a gather is the scatter-add with the same src, and the other way round.
+      const back = scatter ? ROUTE_GATHER : ROUTE_SCATTER;
+      tf.registerGradient({
+        kernelName,
+        gradFunc: (dy, _saved, attrs) => {
+          const a = attrs as unknown as { src: Int32Array; outRows: number[]; inRows: number[] };
+          const grads = routeRowsOp(back, Array.isArray(dy) ? dy : [dy], a.src, a.inRows);
+          return Object.fromEntries(grads.map((g, i) => [i, () => g]));
+        },
+      });
+    }
+  }
+}
+
+function routeRowsOp(kernel: string, xs: tf.Tensor[], src: Int32Array, outRows: number[]): tf.Tensor2D[] {
+  ensureRouteKernels();
+  const inputs: tf.NamedTensorMap = {};
+  xs.forEach((x, i) => (inputs[i] = x));
+  const attrs = { src, outRows, inRows: xs.map((x) => x.shape[0] as number) };
+  const out = tf.engine().runKernel(kernel, inputs, attrs as unknown as tf.NamedAttrMap);
+  return (Array.isArray(out) ? out : [out]) as tf.Tensor2D[];
+}
+
+/**
+ * Moves rows between lists of rank-2 tensors of one width, in one op on the host (backends that read
+ * back synchronously only): output row q (counting through all outputs in order) is the input row
+ * `src[q]` (counting through all inputs in order), or zeros where `src[q] < 0`. Rows may be read any
+ * number of times; the gradient adds up the output gradients of every copy of a row.
+ * @param xs inputs `[n_i, w]` @param src `[Σ outRows]` global input row per output row
+ * @param outRows rows of each output @returns one `[outRows[j], w]` per output
+ */
+export function routeRows(xs: tf.Tensor2D[], src: Int32Array, outRows: number[]): tf.Tensor2D[] {
+  return routeRowsOp(ROUTE_GATHER, xs, src, outRows);
+}
+
 /** What one dispatch did, counted on the host (exact mode) for compute accounting. */
 export interface DispatchCount {
   /** Rows each expert was run on. */
@@ -90,43 +200,35 @@ export function dispatchExact(
     const e = host[q] as number;
     if (e >= 0) counts[e] = (counts[e] as number) + 1;
   }
-  // Row lists per expert, and for every slot its row in the concatenated expert outputs
-  // (`total`, past their end, for unused slots: a zero row).
+  // The experts' rows one expert after the other (`order`: the row of x each takes), and for every
+  // slot, slot-major (`slotSrc[j·R + i]`), its row in that order, −1 for unused slots (a zero row).
   const offsets = new Array<number>(m).fill(0);
   let total = 0;
   for (let e = 0; e < m; e++) {
     offsets[e] = total;
     total += counts[e] as number;
   }
-  const rowLists = counts.map((c) => new Int32Array(c));
-  const fill = new Array<number>(m).fill(0);
-  const slotSrc = new Int32Array(rows * slots).fill(total);
+  const order = new Int32Array(total);
+  const fill = offsets.slice();
+  const slotSrc = new Int32Array(rows * slots).fill(-1);
   for (let q = 0; q < host.length; q++) {
     const e = host[q] as number;
     if (e < 0) continue;
-    const n = fill[e] as number;
-    (rowLists[e] as Int32Array)[n] = Math.floor(q / slots);
-    slotSrc[q] = (offsets[e] as number) + n;
-    fill[e] = n + 1;
+    const p = fill[e] as number;
+    order[p] = Math.floor(q / slots);
+    slotSrc[(q % slots) * rows + Math.floor(q / slots)] = p;
+    fill[e] = p + 1;
   }
   const out = tf.tidy(() => {
     if (total === 0) return Array.from({ length: slots }, () => tf.zeros([rows, de]) as tf.Tensor2D);
-    const parts: tf.Tensor2D[] = [];
-    for (let e = 0; e < m; e++) {
-      if ((counts[e] as number) === 0) continue;
-      const list = rowLists[e] as Int32Array;
-      const xe = gatherRows(x, list, inverse(list, rows)); // [n_e, de]
-      parts.push((experts[e] as Expert).apply(xe, { ...lay, rows: list })); // [n_e, de]
-    }
-    const y = (parts.length === 1 ? parts[0] : tf.concat(parts, 0)) as tf.Tensor2D; // [total, de]
-    // Slot j of row i reads row slotSrc[i·s + j] of y; unused slots read `total`, past the end of y,
-    // which gives a zero row. Every row of y belongs to exactly one slot, so each slot's gather is
-    // injective and the gradients of the s gathers add up to y's.
-    return Array.from({ length: slots }, (_, j) => {
-      const src = new Int32Array(rows);
-      for (let i = 0; i < rows; i++) src[i] = slotSrc[i * slots + j] as number;
-      return gatherRows(y, src, inverse(src, total)); // [R, de]
+    const used = counts.flatMap((c, e) => (c > 0 ? [e] : []));
+    const xs = routeRows([x], order, used.map((e) => counts[e] as number)); // per used expert e: [n_e, de]
+    const ys = xs.map((xe, u) => {
+      const e = used[u] as number;
+      const list = order.subarray(offsets[e], (offsets[e] as number) + (counts[e] as number));
+      return (experts[e] as Expert).apply(xe, { ...lay, rows: list }); // [n_e, de]
     });
+    return routeRows(ys, slotSrc, new Array<number>(slots).fill(rows)); // s × [R, de]
   });
   return { out, count: { rowsPerExpert: counts } };
 }
