@@ -19,7 +19,7 @@ import {
 import { beforeAll, describe, expect, it } from 'vitest';
 import { resolveGoeConfig, type GoeConfigInput } from './config.js';
 import { dispatchDense, dispatchExact } from './dispatch.js';
-import { AttentionExpert, ConvExpert, SwiGluExpert, type Expert, type ExpertContext } from './experts.js';
+import { AttentionExpert, ConvExpert, SwiGluExpert, depthwiseConv3dRows, type Expert, type ExpertContext } from './experts.js';
 import { GoeLayer, disposeGoeOutput } from './layer.js';
 import { slotMessages } from './messages.js';
 import { goeReference, swigluReference, type HostArray } from './reference.js';
@@ -234,6 +234,26 @@ describe.each(BACKENDS)('expert library on %s', (backend) => {
     await expectNoLeak(() => tf.dispose(expert.apply(x, ctx)), 'conv apply');
     tf.dispose([x, y, full.x, yAll, probe, gx]);
     expert.dispose();
+  });
+
+  it('depthwise conv: host loops and device slices agree in values and in both gradients', async () => {
+    const [B, C] = [2, 5];
+    const grid = [3, 2, 4] as const;
+    const R = B * 24;
+    const x = tf.tensor2d(normals(R * C, 71), [R, C]);
+    const wt = tf.tensor2d(normals(27 * C, 72), [27, C]);
+    const probe = tf.tensor2d(normals(R * C, 73), [R, C]);
+    const run = (method: 'host' | 'slices') =>
+      tf.grads((xx: tf.Tensor, ww: tf.Tensor) => tf.sum(tf.mul(depthwiseConv3dRows(xx as tf.Tensor2D, ww as tf.Tensor2D, B, grid, method), probe)))([x, wt]);
+    const [host, slices] = [run('host'), run('slices')];
+    for (let i = 0; i < 2; i++) {
+      const h = await host[i]!.data();
+      expect(Array.from(h).some((v) => v !== 0)).toBe(true);
+      expect(maxAbsDiff(h, await slices[i]!.data())).toBeLessThan(1e-4);
+    }
+    const [yh, ys] = (['host', 'slices'] as const).map((m) => depthwiseConv3dRows(x, wt, B, grid, m));
+    expect(maxAbsDiff(await yh!.data(), await ys!.data())).toBeLessThan(1e-5);
+    tf.dispose([x, wt, probe, ...host, ...slices, yh!, ys!]);
   });
 
   it('exact and dense dispatch agree for a mixed library (values and gradients)', async () => {

@@ -227,17 +227,88 @@ export class AttentionExpert extends Expert {
   }
 }
 
+/** How `depthwiseConv3dRows` computes: host loops (cpu, wasm) or rank-4 slices on the device. */
+export type DepthwiseMethod = 'auto' | 'host' | 'slices';
+
+const NEIGHBOUR_CACHE = new Map<string, Int32Array>();
+
 /**
- * Depthwise 3x3x3 convolution with zero padding ('same', cross-correlation as tf.conv3d) of token rows
- * laid out on a grid, each channel with its own filter. Built from rank-4 slices of one padded volume
- * (27 windows, each multiplied by its tap's per-channel weights on a rank-2 view), which differentiate
- * correctly on every backend; tfjs has no depthwise conv3d, and a dense conv3d with a block-diagonal
- * filter would cost C times more.
- * @param x `[B·gz·gy·gx, C]` rows in (b, z, y, x) order
- * @param w `[27, C]` taps in (dz, dy, dx) order, each from −1 to +1
- * @returns `[B·gz·gy·gx, C]`
+ * Neighbour table of a 3x3x3 window on B grids: entry t·R + r is the row read by tap t (in (dz, dy, dx)
+ * order, each from −1 to +1) for output row r, or −1 where the tap falls into the zero padding.
+ * Cached per geometry (a few small tables in practice; cleared past 64 entries).
  */
-export function depthwiseConv3dRows(x: tf.Tensor2D, w: tf.Tensor2D, batch: number, grid: readonly [number, number, number]): tf.Tensor2D {
+function neighbourTable(batch: number, grid: readonly [number, number, number]): Int32Array {
+  const key = `${batch}:${grid.join(',')}`;
+  const hit = NEIGHBOUR_CACHE.get(key);
+  if (hit) return hit;
+  const [gz, gy, gx] = grid;
+  const n = gz * gy * gx;
+  const rows = batch * n;
+  const nb = new Int32Array(27 * rows);
+  for (let t = 0; t < 27; t++) {
+    const [dz, dy, dx] = [Math.floor(t / 9) - 1, (Math.floor(t / 3) % 3) - 1, (t % 3) - 1];
+    for (let r = 0; r < rows; r++) {
+      const b = Math.floor(r / n);
+      const v = r % n;
+      const [z, y, x] = [Math.floor(v / (gy * gx)) + dz, (Math.floor(v / gx) % gy) + dy, (v % gx) + dx];
+      const inside = z >= 0 && z < gz && y >= 0 && y < gy && x >= 0 && x < gx;
+      nb[t * rows + r] = inside ? b * n + (z * gy + y) * gx + x : -1;
+    }
+  }
+  if (NEIGHBOUR_CACHE.size >= 64) NEIGHBOUR_CACHE.clear();
+  NEIGHBOUR_CACHE.set(key, nb);
+  return nb;
+}
+
+/**
+ * The depthwise convolution as host loops with its own gradient, O(27·R·C) each way:
+ * `y[r] = Σ_t x[nb_t(r)] ⊙ w_t`, `dx[nb_t(r)] += dy[r] ⊙ w_t`, `dw_t = Σ_r x[nb_t(r)] ⊙ dy[r]`.
+ * Plain loops beat the kernels here: the cpu backend's rank-4 slice walks element by element (270 ms
+ * for the 27 windows of a [2, 6, 6, 6·32] grid, against 7 ms for this whole op, measured), and the
+ * windows need no copies at all.
+ */
+function depthwiseHost(x: tf.Tensor2D, w: tf.Tensor2D, nb: Int32Array): tf.Tensor2D {
+  const f = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
+    const [xIn, wIn] = args as [tf.Tensor2D, tf.Tensor2D];
+    const [rows, c] = xIn.shape;
+    const xv = xIn.dataSync() as Float32Array; // [R·C]
+    const wv = wIn.dataSync() as Float32Array; // [27·C]
+    const y = new Float32Array(rows * c);
+    for (let t = 0; t < 27; t++) {
+      for (let r = 0; r < rows; r++) {
+        const q = nb[t * rows + r] as number;
+        if (q < 0) continue;
+        for (let ch = 0; ch < c; ch++) y[r * c + ch] = (y[r * c + ch] as number) + (xv[q * c + ch] as number) * (wv[t * c + ch] as number);
+      }
+    }
+    const gradFunc = (dy: tf.Tensor): tf.Tensor[] => {
+      const dyv = dy.dataSync() as Float32Array; // [R·C]
+      const dx = new Float32Array(rows * c);
+      const dw = new Float64Array(27 * c); // a sum over every row: accumulated in float64
+      for (let t = 0; t < 27; t++) {
+        for (let r = 0; r < rows; r++) {
+          const q = nb[t * rows + r] as number;
+          if (q < 0) continue;
+          for (let ch = 0; ch < c; ch++) {
+            const g = dyv[r * c + ch] as number;
+            dx[q * c + ch] = (dx[q * c + ch] as number) + g * (wv[t * c + ch] as number);
+            dw[t * c + ch] = (dw[t * c + ch] as number) + g * (xv[q * c + ch] as number);
+          }
+        }
+      }
+      return [tf.tensor2d(dx, [rows, c]), tf.tensor2d(Float32Array.from(dw), [27, c])];
+    };
+    return { value: tf.tensor2d(y, [rows, c]), gradFunc };
+  });
+  return f(x, w) as tf.Tensor2D;
+}
+
+/**
+ * Depthwise 3x3x3 convolution rows from rank-4 slices of one padded volume (27 windows, each
+ * multiplied by its tap's per-channel weights on a rank-2 view), which tfjs differentiates correctly on
+ * every backend, WebGPU included (no synchronous reads there).
+ */
+function depthwiseSlices(x: tf.Tensor2D, w: tf.Tensor2D, batch: number, grid: readonly [number, number, number]): tf.Tensor2D {
   return tf.tidy(() => {
     const [gz, gy, gx] = grid;
     const c = x.shape[1];
@@ -260,6 +331,26 @@ export function depthwiseConv3dRows(x: tf.Tensor2D, w: tf.Tensor2D, batch: numbe
         }
     return tf.reshape(acc as tf.Tensor, [batch * gz * gy * gx, c]) as tf.Tensor2D;
   });
+}
+
+/**
+ * Depthwise 3x3x3 convolution with zero padding ('same', cross-correlation as tf.conv3d) of token rows
+ * laid out on a grid, each channel with its own filter. tfjs has no depthwise conv3d, and a dense
+ * conv3d with a block-diagonal filter would cost C times more. `auto`: host loops where the backend
+ * reads back synchronously (cpu, wasm), device slices elsewhere (WebGPU).
+ * @param x `[B·gz·gy·gx, C]` rows in (b, z, y, x) order
+ * @param w `[27, C]` taps in (dz, dy, dx) order, each from −1 to +1
+ * @returns `[B·gz·gy·gx, C]`
+ */
+export function depthwiseConv3dRows(
+  x: tf.Tensor2D,
+  w: tf.Tensor2D,
+  batch: number,
+  grid: readonly [number, number, number],
+  method: DepthwiseMethod = 'auto',
+): tf.Tensor2D {
+  const host = method === 'host' || (method === 'auto' && canReadSync());
+  return host ? depthwiseHost(x, w, neighbourTable(batch, grid)) : depthwiseSlices(x, w, batch, grid);
 }
 
 /**
