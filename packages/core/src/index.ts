@@ -10,22 +10,41 @@ export {
   type GoeConfig,
   type GoeConfigInput,
   type GoeRegularisers,
+  type MessageMode,
 } from './config.js';
 export { GoeConfigError, GoeInputError, RegistryError } from './errors.js';
 export { Registry } from './registry.js';
 export { Expert, SwiGluExpert, expertRegistry, type ExpertFactory, type ExpertSpec } from './experts.js';
-export { ExpertGraph, StaticExpertGraph, graphRegistry, type GraphFactory, type GraphSpec } from './graph.js';
+export {
+  DynamicExpertGraph,
+  EmaExpertGraph,
+  ExpertGraph,
+  StaticExpertGraph,
+  graphRegistry,
+  maskedRowSoftmax,
+  type GraphFactory,
+  type GraphSpec,
+} from './graph.js';
 export {
   DenseRouter,
+  ExpertChoiceRouter,
   GoeRouter,
+  LinearRouter,
   Router,
+  SymphonyRouter,
   TopKRouter,
+  TopPRouter,
   gatesFromSelection,
   routerRegistry,
+  type CycleStep,
   type RouteInput,
   type RouteOutput,
   type RouterFactory,
 } from './routers.js';
+// These modules register the `graphmoe` and `chain` routers when @goe/core loads (they build on
+// routers.ts, which therefore cannot import them).
+export { GRAPHMOE_BASELINE, GraphMoeRouter } from './graphmoe.js';
+export { ChainRouter } from './chain.js';
 export { dispatchDense, dispatchExact, type DispatchCount } from './dispatch.js';
 export { cycleRegularisers, type CycleRegularisers } from './losses.js';
 export { canReadSync, detached, selectionMask, slotOneHots, toFloat32, topKIds } from './ops.js';
