@@ -54,10 +54,12 @@ describe('goe CLI', () => {
     capture();
     const dir = mkdtempSync(join(tmpdir(), 'goe-cli-'));
     const out = join(dir, 'run');
-    const args = ['train', '--router', 'topk', '--steps', '2', '--batch', '1', '--phantom-shape', '48,40,40', '--out', out, '--quiet'];
+    const args = ['train', '--router', 'graphmoe', '--steps', '2', '--batch', '1', '--phantom-shape', '48,40,40', '--out', out, '--quiet'];
     expect(await main(args)).toBe(0);
-    const saved = JSON.parse(readFileSync(join(out, 'config.json'), 'utf8')) as { model: { core: { router: string } } };
-    expect(saved.model.core.router).toBe('topk');
+    const saved = JSON.parse(readFileSync(join(out, 'config.json'), 'utf8')) as { model: { core: { router: string; regularisers: Record<string, number> } } };
+    expect(saved.model.core.router).toBe('graphmoe');
+    // GraphMoE's own loss: the Switch balance at 0.01 and nothing else.
+    expect(saved.model.core.regularisers).toMatchObject({ switchBalance: 0.01, balance: 0, entropy: 0, zLoss: 0 });
   }, 120_000);
 
   it('a config file with an unknown key stops before anything is written', async () => {

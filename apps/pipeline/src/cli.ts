@@ -2,7 +2,7 @@
  * The `goe` command: `goe train`, `goe segment`, `goe synth`. Every subcommand has `--help`; unknown
  * flags and bad values are errors that name the flag, with exit code 2 (usage) or 1 (failure).
  */
-import { routerRegistry } from '@goe/core';
+import { GRAPHMOE_BASELINE, routerRegistry } from '@goe/core';
 import { BACKEND_ORDER, BackendUnavailableError } from '@goe/tf';
 import { PHANTOM_PRESETS, PhantomConfigError, resolvePhantomConfig, writePhantom, writePhantomFragment } from '@goe/phantom';
 import { inspectVolume, parseRegion, ScrollIoOptionError } from '@goe/scroll-io';
@@ -104,7 +104,12 @@ const commands: Record<string, Command> = {
       if (typeof router === 'string') {
         if (!routerRegistry.keys().includes(router)) throw new ConfigError('--router', `expected one of ${routerRegistry.keys().join(', ')}, got '${router}'`);
         const model = partial.model ?? {};
-        partial.model = { ...model, core: { ...(model.core ?? {}), router } };
+        const core = (model.core ?? {}) as Record<string, unknown>;
+        // The graphmoe baseline trains with its paper's loss (Switch balance at 0.01 only) unless the
+        // config file says otherwise.
+        const base = router === 'graphmoe' ? (GRAPHMOE_BASELINE as Record<string, unknown>) : {};
+        const regularisers = { ...((base['regularisers'] as object) ?? {}), ...((core['regularisers'] as object) ?? {}) };
+        partial.model = { ...model, core: { ...base, ...core, regularisers, router } };
       }
       const config = resolveTrainConfig(partial);
       const r = await train(config, { progressStream: v['quiet'] ? null : process.stderr });
