@@ -5,7 +5,9 @@ describe('@goe/core public API', () => {
   it('exports exactly these values', () => {
     expect(Object.keys(api).sort()).toEqual(
       [
+        'AttentionExpert',
         'ChainRouter',
+        'ConvExpert',
         'DenseRouter',
         'DynamicExpertGraph',
         'EmaExpertGraph',
@@ -30,10 +32,13 @@ describe('@goe/core public API', () => {
         'TopPRouter',
         'canReadSync',
         'cycleRegularisers',
+        'depthwiseConv3dRows',
         'detached',
         'dispatchDense',
         'dispatchExact',
         'disposeGoeOutput',
+        'expertKindOf',
+        'expertKinds',
         'expertRegistry',
         'gatesFromSelection',
         'graphRegistry',
@@ -42,6 +47,7 @@ describe('@goe/core public API', () => {
         'resolveGoeConfig',
         'routerRegistry',
         'selectionMask',
+        'slotMessages',
         'slotOneHots',
         'toFloat32',
         'topKIds',

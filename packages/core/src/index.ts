@@ -14,7 +14,22 @@ export {
 } from './config.js';
 export { GoeConfigError, GoeInputError, RegistryError } from './errors.js';
 export { Registry } from './registry.js';
-export { Expert, SwiGluExpert, expertRegistry, type ExpertFactory, type ExpertSpec } from './experts.js';
+export {
+  AttentionExpert,
+  ConvExpert,
+  Expert,
+  SwiGluExpert,
+  depthwiseConv3dRows,
+  expertKindOf,
+  expertKinds,
+  expertRegistry,
+  type DepthwiseMethod,
+  type ExpertContext,
+  type ExpertFactory,
+  type ExpertSpec,
+  type TokenLayout,
+} from './experts.js';
+export { slotMessages } from './messages.js';
 export {
   DynamicExpertGraph,
   EmaExpertGraph,
