@@ -74,8 +74,8 @@ interface RowBackend {
   typedArrayFromHeap?(info: tf.TensorInfo): Float32Array;
   /** cpu, tfjs-node. */
   makeTensorInfo?(shape: number[], dtype: 'float32', values: Float32Array): tf.TensorInfo;
-  /** wasm (allocates on its heap and copies `values` in). */
-  makeOutput?(shape: number[], dtype: 'float32', memoryOffset?: number, values?: Float32Array): tf.TensorInfo;
+  /** wasm: allocates on its heap (the cpu backend's method of that name is another thing). */
+  makeOutput?(shape: number[], dtype: 'float32'): tf.TensorInfo;
 }
 
 /**
@@ -90,8 +90,12 @@ function routeRowsKernel(scatter: boolean): tf.KernelFunc {
     const { src, outRows } = attrs as unknown as { src: Int32Array; outRows: number[] };
     const ins = Object.keys(inputs).map((key) => inputs[key] as tf.TensorInfo);
     const w = ins[0]?.shape[1] as number;
-    const inData = ins.map((t) => (b.typedArrayFromHeap ? b.typedArrayFromHeap(t) : b.readSync(t.dataId)) as Float32Array);
-    const outs = outRows.map((n) => new Float32Array(n * w));
+    // wasm: outputs allocated on its heap first, then every array viewed in place (an allocation can
+    // move the heap, so no view is taken before the last one); elsewhere host arrays handed over.
+    const heap = b.typedArrayFromHeap?.bind(b);
+    const infos = heap ? outRows.map((n) => (b.makeOutput as NonNullable<RowBackend['makeOutput']>)([n, w], 'float32')) : [];
+    const outs = heap ? infos.map((info) => heap(info).fill(0)) : outRows.map((n) => new Float32Array(n * w));
+    const inData = ins.map((t) => (heap ? heap(t) : (b.readSync(t.dataId) as Float32Array)));
     const inRows = ins.map((t) => t.shape[0] as number);
     // src walks the outputs' rows (gather) or the inputs' rows (scatter) and points into the other side.
     const [walked, pointed] = scatter ? [inRows, outRows] : [outRows, inRows];
@@ -103,25 +107,28 @@ function routeRowsKernel(scatter: boolean): tf.KernelFunc {
         rowOf[g] = r;
       }
     }
+    // A scatter copies the first row that lands on an output row and adds the others (a row copy is
+    // a native memmove, ~3x faster than a loop of float additions).
+    const touched = scatter ? new Uint8Array(tensorOf.length) : null;
     for (let i = 0, q = 0; i < walked.length; i++) {
+      const mine = (scatter ? inData[i] : outs[i]) as Float32Array;
       for (let r = 0; r < (walked[i] as number); r++, q++) {
         const g = src[q] as number;
         if (g < 0) continue;
-        const t = tensorOf[g] as number;
-        const tr = rowOf[g] as number;
-        if (scatter) {
-          const [from, to] = [inData[i] as Float32Array, outs[t] as Float32Array];
-          for (let c = 0; c < w; c++) to[tr * w + c] = (to[tr * w + c] as number) + (from[r * w + c] as number);
-        } else {
-          (outs[i] as Float32Array).set((inData[t] as Float32Array).subarray(tr * w, tr * w + w), r * w);
-        }
+        const other = (scatter ? outs : inData)[tensorOf[g] as number] as Float32Array;
+        const o = (rowOf[g] as number) * w;
+        const m = r * w;
+        if (!touched) mine.set(other.subarray(o, o + w), m);
+        else if (touched[g] === 0) {
+          other.set(mine.subarray(m, m + w), o);
+          touched[g] = 1;
+        } else for (let c = 0; c < w; c++) other[o + c] = (other[o + c] as number) + (mine[m + c] as number);
       }
     }
-    return outs.map((v) => {
-      const shape = [v.length / w, w];
-      if (b.makeTensorInfo) return b.makeTensorInfo(shape, 'float32', v);
-      if (b.makeOutput) return b.makeOutput(shape, 'float32', undefined, v);
-      throw new Error(`backend ${tf.getBackend()} can neither make nor write tensors on the host`);
+    if (heap) return infos;
+    return outs.map((v, j) => {
+      if (!b.makeTensorInfo) throw new Error(`backend ${tf.getBackend()} cannot make tensors from host arrays`);
+      return b.makeTensorInfo([outRows[j] as number, w], 'float32', v);
     });
   };
 }
