@@ -60,7 +60,34 @@ export {
 // routers.ts, which therefore cannot import them).
 export { GRAPHMOE_BASELINE, GraphMoeRouter } from './graphmoe.js';
 export { ChainRouter } from './chain.js';
-export { dispatchDense, dispatchExact, type DispatchCount } from './dispatch.js';
+export { dispatchDense, dispatchExact, routeRows, type DispatchCount } from './dispatch.js';
+export {
+  DROP_RULES,
+  PROVENANCE_FORMAT,
+  dropRuleFor,
+  exportProvenance,
+  importProvenance,
+  provenanceTransitions,
+  readProvenance,
+  summarizeProvenance,
+  writeProvenance,
+  type DropRule,
+  type ProvenanceArrays,
+  type ProvenanceExport,
+  type ProvenanceManifest,
+  type ProvenanceSummary,
+  type SummarizeOptions,
+  type TransitionWeight,
+} from './provenance.js';
+export {
+  expertGraphSvg,
+  heatmapSvg,
+  loadBarsSvg,
+  viridis,
+  writeProvenancePictures,
+  writeSvgPng,
+  type ProvenancePictures,
+} from './plots.js';
 export { cycleRegularisers, type CycleRegularisers } from './losses.js';
 export { canReadSync, detached, selectionMask, slotOneHots, toFloat32, topKIds } from './ops.js';
 export {
