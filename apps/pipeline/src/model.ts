@@ -6,7 +6,7 @@
 import { Module, tf, type Rng } from '@goe/tf';
 import { VolumeStem, resolveVolumeStemConfig, type TokenGrid } from '@goe/volume-stem';
 import { Encoder, resolveEncoderConfig } from '@goe/encoder';
-import { GoeLayer, resolveGoeConfig } from '@goe/core';
+import { GoeLayer, readProvenance, resolveGoeConfig, type GoeProvenance, type ProvenanceArrays } from '@goe/core';
 import { InkHead, inkLoss, resolveInkHeadConfig } from '@goe/head-ink';
 import type { ModelConfig } from './config.js';
 
@@ -90,6 +90,25 @@ export class InkModel extends Module {
     const logits = this.head.apply(g.tokens, s.grid);
     tf.dispose([g.provenance.experts, g.provenance.gates, g.provenance.haltedAt].filter(Boolean) as tf.Tensor[]);
     return { logits, routerLoss: g.losses.total, grid: s.grid };
+  }
+
+  /**
+   * The GoE layer's path provenance on `x` (evaluation mode), read to the host: which experts every
+   * token visited in every cycle, with gates, halting and the expert graph A.
+   * @param x `[B, D, H, W, 1]`
+   */
+  async routing(x: tf.Tensor5D): Promise<ProvenanceArrays> {
+    const kept = tf.tidy(() => {
+      const s = this.stem.apply(x, { training: false });
+      const e = this.encoder.apply({ tokens: s.tokens, aux: s.aux }, { training: false });
+      const g = this.core.apply({ tokens: e.tokens, aux: e.aux }, { training: false });
+      return { ...g.provenance } as Record<string, tf.Tensor>;
+    });
+    try {
+      return await readProvenance(kept as unknown as GoeProvenance);
+    } finally {
+      tf.dispose(Object.values(kept));
+    }
   }
 
   /** The loss the optimiser sees and its parts: ink BCE + Dice, plus the router's auxiliary total. */

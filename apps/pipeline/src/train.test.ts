@@ -64,7 +64,11 @@ describe('goe train', () => {
 
   it('writes the run folder: checkpoint, metrics.jsonl, loss.png, config', async () => {
     const dir = run.runDir;
-    expect(readdirSync(dir).sort()).toEqual(['checkpoint', 'config.json', 'data', 'loss.png', 'metrics.jsonl', 'predictions.png']);
+    expect(readdirSync(dir).sort()).toEqual(['checkpoint', 'config.json', 'data', 'loss.png', 'metrics.jsonl', 'predictions.png', 'routing']);
+    // The routing of the validation patches: the learned graph, transitions and load as pictures.
+    expect(readdirSync(join(dir, 'routing')).sort()).toEqual(['adjacency.png', 'graph.png', 'load.png', 'summary.json', 'transitions.png']);
+    const routing = JSON.parse(readFileSync(join(dir, 'routing', 'summary.json'), 'utf8')) as { load: number[][] };
+    for (const cycle of routing.load) expect(cycle.reduce((a, b) => a + b, 0)).toBeCloseTo(1, 5);
     const lines = readFileSync(join(dir, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
     const trainLines = lines.filter((l) => l['split'] === 'train');
     const valLines = lines.filter((l) => l['split'] === 'val');

@@ -5,7 +5,8 @@
  * PNG in the run folder.
  */
 import { Adam, initBackend, makeRng, tf, type BackendChoice } from '@goe/tf';
-import { openVolume, PatchSampler, type Volume } from '@goe/scroll-io';
+import { atomicWriteFile, openVolume, PatchSampler, type Volume } from '@goe/scroll-io';
+import { summarizeProvenance, writeProvenancePictures } from '@goe/core';
 import { resolvePhantomConfig, writePhantom } from '@goe/phantom';
 import { inkMetrics } from '@goe/head-ink';
 import { mkdir, writeFile, appendFile, rm } from 'node:fs/promises';
@@ -150,6 +151,7 @@ export async function train(c: TrainConfig, options: TrainOptions = {}): Promise
   const t0 = performance.now();
 
   const predictionsPng = join(runDir, 'predictions.png');
+  const routingDir = join(runDir, 'routing');
   const validate = async (step: number): Promise<void> => {
     const probs: Float32Array[] = [];
     const labels: Uint8Array[] = [];
@@ -177,6 +179,12 @@ export async function train(c: TrainConfig, options: TrainOptions = {}): Promise
         prob: (probs[0] as Float32Array).subarray(0, first.inkLabels.length),
         shape: [b, pd, ph, pw],
       });
+      // How the validation patches were routed: the learned expert graph, the transitions between
+      // experts from cycle to cycle and the expert load, as pictures and a JSON summary.
+      const arrays = await model.routing(first.x);
+      const summary = summarizeProvenance(arrays, { router: model.core.config.router, k: model.core.config.k });
+      await writeProvenancePictures(routingDir, arrays, summary);
+      await atomicWriteFile(join(routingDir, 'summary.json'), `${JSON.stringify(summary, null, 2)}\n`);
     }
     const m = inkMetrics(prob, label);
     const rec: MetricsRecord = {
