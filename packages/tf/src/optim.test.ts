@@ -87,4 +87,16 @@ describe('Adam keyed by name', () => {
     o1.dispose();
     o2.dispose();
   });
+
+  it('a fresh parameter costs exactly its two moment variables, and dispose frees them', () => {
+    const w = tf.variable(tf.tensor2d([[1, 2], [3, 4]]));
+    const g = tf.tensor2d([[0.1, -0.2], [0.3, 0.4]]);
+    const opt = new Adam();
+    const before = tf.memory().numTensors;
+    opt.apply(new Map([['w', w]]), new Map([['w', g]]), 0.01);
+    expect(tf.memory().numTensors).toBe(before + 2);
+    opt.dispose();
+    expect(tf.memory().numTensors).toBe(before);
+    tf.dispose([w, g]);
+  });
 });

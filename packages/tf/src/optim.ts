@@ -46,7 +46,10 @@ export class Adam {
       if (!p) throw new Error(`Adam: gradient for unknown parameter '${name}'`);
       let s = this.slots.get(name);
       if (!s) {
-        s = { m: tf.variable(tf.zerosLike(p), false), v: tf.variable(tf.zerosLike(p), false), t: 0 };
+        // Inside tidy: tf.variable keeps its own reference to the data, and the zerosLike tensors
+        // would otherwise stay live (two leaked tensors per parameter on its first step).
+        const [m, v] = tf.tidy(() => [tf.variable(tf.zerosLike(p), false), tf.variable(tf.zerosLike(p), false)]);
+        s = { m: m as tf.Variable, v: v as tf.Variable, t: 0 };
         this.slots.set(name, s);
       }
       s.t += 1;
