@@ -327,7 +327,11 @@ static void c_strides(const int64_t *shape, int n, int64_t *st) {
 }
 
 /** Copies the box from src (C order, shape ss) into dst (C order, shape ds); strides in elements. */
-static void copy_box(const uint8_t *src, const int64_t *sshape, const int64_t *sstart, uint8_t *dst, const int64_t *dshape,
+/**
+ * Copies the box from src (C order, shape sshape) into dst (C order, shape dshape); starts in elements.
+ * `skip` bytes of src are not in memory: src points at the chunk's byte `skip` (a partial read).
+ */
+static void copy_box(const uint8_t *src, int64_t skip, const int64_t *sshape, const int64_t *sstart, uint8_t *dst, const int64_t *dshape,
                      const int64_t *dstart, const int64_t *box, int n, int item) {
   int64_t ss[MAX_DIMS], ds[MAX_DIMS];
   c_strides(sshape, n, ss);
@@ -346,7 +350,7 @@ static void copy_box(const uint8_t *src, const int64_t *sshape, const int64_t *s
     run *= box[m - 1];
   }
   size_t rb = (size_t)run * item;
-  const uint8_t *s = src + s0 * item;
+  const uint8_t *s = src + (s0 * item - skip);
   uint8_t *d = dst + d0 * item;
   if (m == 1) {
     memcpy(d, s, rb);
@@ -454,8 +458,47 @@ static void execute(napi_env env, void *data) {
     close(fd);
     return;
   }
+  if (!S_ISREG(st.st_mode)) {
+    close(fd);
+    fail(j, ST_IO, "cannot read: %s%lld%lld", S_ISDIR(st.st_mode) ? "is a directory" : "not a regular file", 0, 0);
+    return;
+  }
   size_t size = (size_t)st.st_size;
   j->file_bytes = size;
+  // A raw chunk whose box is only part of it: read just the byte range from the box's first to its
+  // last voxel (for a 64³ box in a 128³ chunk at most half the file), after checking the file's size.
+  if (j->codec == CODEC_RAW && !j->keep && !j->direct && j->out) {
+    if (size != j->chunk_bytes) {
+      close(fd);
+      fail(j, ST_CORRUPT, "raw chunk has %s%lld bytes, expected %lld", "", (long long)size, (long long)j->chunk_bytes);
+      return;
+    }
+    int64_t cs[MAX_DIMS], lo = 0, hi = 0;
+    c_strides(j->chunk_shape, j->ndim, cs);
+    for (int i = 0; i < j->ndim; i++) {
+      lo += j->src_start[i] * cs[i];
+      hi += (j->src_start[i] + j->extent[i] - 1) * cs[i];
+    }
+    size_t from = (size_t)lo * j->itemsize;
+    size_t len = (size_t)(hi + 1 - lo) * j->itemsize;
+    uint8_t *buf = grow(&tl_file, &tl_file_cap, len);
+    size_t got = 0;
+    while (buf && got < len) {
+      ssize_t r = pread(fd, buf + got, len - got, (off_t)(from + got));
+      if (r < 0 && errno == EINTR) continue;
+      if (r <= 0) break;
+      got += (size_t)r;
+    }
+    int err = errno;
+    close(fd);
+    if (!buf || got != len) {
+      fail(j, ST_IO, "cannot read: %s%lld%lld", buf ? (got < len ? "short read" : strerror(err)) : "out of memory", 0, 0);
+      return;
+    }
+    copy_box(buf, (int64_t)from, j->chunk_shape, j->src_start, j->out, j->out_shape, j->dst_start, j->extent, j->ndim, j->itemsize);
+    j->status = ST_OK;
+    return;
+  }
   uint8_t *dest_direct = j->direct ? j->out + direct_offset(j) : NULL;
   // Raw chunks decoded straight into the output (or the cache's buffer) are read there directly.
   uint8_t *fbuf;
@@ -496,7 +539,7 @@ static void execute(napi_env env, void *data) {
   if (dest_direct) {
     if (dec != dest_direct) memcpy(dest_direct, dec, j->chunk_bytes);
   } else if (j->out) {
-    copy_box(dec, j->chunk_shape, j->src_start, j->out, j->out_shape, j->dst_start, j->extent, j->ndim, j->itemsize);
+    copy_box(dec, 0, j->chunk_shape, j->src_start, j->out, j->out_shape, j->dst_start, j->extent, j->ndim, j->itemsize);
   }
   j->status = ST_OK;
 }
