@@ -5,8 +5,8 @@
  * kill at any moment leaves either the old or the new checkpoint whole, never a mix.
  */
 import { tf } from '@goe/tf';
-import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
-import { existsSync } from 'node:fs';
+import { replaceDirectory } from '@goe/scroll-io';
+import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { CheckpointError } from './errors.js';
 
@@ -59,15 +59,12 @@ export async function saveCheckpoint(dir: string, input: SaveCheckpointInput): P
     state: input.state ?? {},
   };
   const tmp = `${dir}.tmp-${process.pid}`;
-  const old = `${dir}.old-${process.pid}`;
   await rm(tmp, { recursive: true, force: true });
   await mkdir(tmp, { recursive: true });
   try {
     await writeFile(join(tmp, 'weights.bin'), Buffer.concat(chunks));
     await writeFile(join(tmp, 'manifest.json'), `${JSON.stringify(manifest, null, 1)}\n`);
-    if (existsSync(dir)) await rename(dir, old);
-    await rename(tmp, dir);
-    await rm(old, { recursive: true, force: true });
+    await replaceDirectory(tmp, dir);
   } catch (err) {
     await rm(tmp, { recursive: true, force: true });
     throw new CheckpointError(dir, 'could not be written', { cause: err });

@@ -2,7 +2,7 @@
  * The `goe` command: `goe train`, `goe segment`, `goe synth`. Every subcommand has `--help`; unknown
  * flags and bad values are errors that name the flag, with exit code 2 (usage) or 1 (failure).
  */
-import { GRAPHMOE_BASELINE, routerRegistry } from '@goe/core';
+import { routerPresets, routerRegistry } from '@goe/core';
 import { BACKEND_ORDER, BackendUnavailableError } from '@goe/tf';
 import { PHANTOM_PRESETS, PhantomConfigError, resolvePhantomConfig, writePhantom, writePhantomFragment } from '@goe/phantom';
 import { inspectVolume, parseRegion, ScrollIoOptionError } from '@goe/scroll-io';
@@ -105,9 +105,8 @@ const commands: Record<string, Command> = {
         if (!routerRegistry.keys().includes(router)) throw new ConfigError('--router', `expected one of ${routerRegistry.keys().join(', ')}, got '${router}'`);
         const model = partial.model ?? {};
         const core = (model.core ?? {}) as Record<string, unknown>;
-        // The graphmoe baseline trains with its paper's loss (Switch balance at 0.01 only) unless the
-        // config file says otherwise.
-        const base = router === 'graphmoe' ? (GRAPHMOE_BASELINE as Record<string, unknown>) : {};
+        // A baseline trains with its paper's settings (routerPresets) unless the config file says otherwise.
+        const base = (routerPresets.get(router) ?? {}) as Record<string, unknown>;
         const regularisers = { ...((base['regularisers'] as object) ?? {}), ...((core['regularisers'] as object) ?? {}) };
         partial.model = { ...model, core: { ...base, ...core, regularisers, router } };
       }

@@ -3,7 +3,7 @@
  * rasterised by sharp (libvips + librsvg), so no plotting library is needed.
  */
 import sharp from 'sharp';
-import { rename, rm } from 'node:fs/promises';
+import { atomicWriteFile } from '@goe/scroll-io';
 
 export interface Series {
   name: string;
@@ -128,14 +128,7 @@ export function lineChartSvg(series: Series[], o: LineChartOptions): string {
 
 /** Renders a line chart to a PNG file, atomically (temporary file, then rename). */
 export async function writeLineChartPng(path: string, series: Series[], o: LineChartOptions): Promise<void> {
-  const tmp = `${path}.tmp-${process.pid}`;
-  try {
-    await sharp(Buffer.from(lineChartSvg(series, o))).png().toFile(tmp);
-    await rename(tmp, path);
-  } catch (err) {
-    await rm(tmp, { force: true });
-    throw err;
-  }
+  await atomicWriteFile(path, await sharp(Buffer.from(lineChartSvg(series, o))).png().toBuffer());
 }
 
 export interface InkPanelInput {
@@ -187,12 +180,5 @@ export async function writeInkPanelsPng(path: string, p: InkPanelInput, zoom = 4
         const a = q / 255;
         put(b, 3, y, x, [Math.round(g * (1 - a) + 255 * a), Math.round(g * (1 - a)), Math.round(g * (1 - a))]);
       }
-  const tmp = `${path}.tmp-${process.pid}`;
-  try {
-    await sharp(rgb, { raw: { width, height, channels: 3 } }).png().toFile(tmp);
-    await rename(tmp, path);
-  } catch (err) {
-    await rm(tmp, { force: true });
-    throw err;
-  }
+  await atomicWriteFile(path, await sharp(rgb, { raw: { width, height, channels: 3 } }).png().toBuffer());
 }

@@ -5,9 +5,9 @@
  * temporary folder and renamed into place at the end, so a failed run leaves no partial output.
  */
 import { initBackend, makeRng, tf, type BackendChoice } from '@goe/tf';
-import { createVolume, openVolume } from '@goe/scroll-io';
+import { createVolume, openVolume, replaceDirectory } from '@goe/scroll-io';
 import { existsSync } from 'node:fs';
-import { rename, rm } from 'node:fs/promises';
+import { rm } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { assignVariables, loadCheckpoint } from './checkpoint.js';
 import { resolveTrainConfig } from './config.js';
@@ -127,8 +127,7 @@ export async function segment(o: SegmentOptions): Promise<SegmentResult> {
       progress?.update(Math.min(i + batch, origins.length), {});
     }
     progress?.done();
-    if (existsSync(out)) await rm(out, { recursive: true, force: true });
-    await rename(tmp, out);
+    await replaceDirectory(tmp, out);
   } catch (err) {
     await rm(tmp, { recursive: true, force: true });
     throw err;

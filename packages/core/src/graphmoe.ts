@@ -41,7 +41,7 @@
  */
 import { Linear, tf, type Rng } from '@goe/tf';
 import type { GoeConfig, GoeConfigInput } from './config.js';
-import { Router, TopKRouter, routerRegistry, type CycleStep, type RouteInput, type RouteOutput } from './routers.js';
+import { Router, TopKRouter, routerPresets, routerRegistry, type CycleStep, type RouteInput, type RouteOutput } from './routers.js';
 
 /**
  * The config the `graphmoe` baseline is meant to run with (paper eq. 9: only the load-balancing loss,
@@ -134,3 +134,4 @@ export class GraphMoeRouter extends Router {
 }
 
 routerRegistry.register('graphmoe', (cfg, rng) => new GraphMoeRouter(cfg, rng));
+routerPresets.set('graphmoe', GRAPHMOE_BASELINE);

@@ -56,6 +56,7 @@ describe('@goe/core public API', () => {
         'readProvenance',
         'resolveGoeConfig',
         'routeRows',
+        'routerPresets',
         'routerRegistry',
         'selectionMask',
         'slotMessages',

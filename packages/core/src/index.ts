@@ -50,6 +50,7 @@ export {
   TopKRouter,
   TopPRouter,
   gatesFromSelection,
+  routerPresets,
   routerRegistry,
   type CycleStep,
   type RouteInput,

@@ -20,7 +20,7 @@
  * - Halted and padding tokens: all −1 in the layer's provenance, and `active` is 0 (not dropped).
  */
 import { Linear, Module, makeRng, tf, type Rng } from '@goe/tf';
-import type { GoeConfig } from './config.js';
+import type { GoeConfig, GoeConfigInput } from './config.js';
 import { EmaExpertGraph } from './graph.js';
 import { detached, selectionMask, slotOneHots, toFloat32, topKIds } from './ops.js';
 import { Registry } from './registry.js';
@@ -453,3 +453,10 @@ routerRegistry.register('topk', (cfg, rng) => new TopKRouter(cfg, rng));
 routerRegistry.register('expert-choice', (cfg, rng) => new ExpertChoiceRouter(cfg, rng));
 routerRegistry.register('top-p', (cfg, rng) => new TopPRouter(cfg, rng));
 routerRegistry.register('symphony', (cfg, rng) => new SymphonyRouter(cfg, rng));
+
+/**
+ * The config a baseline's paper trains it with, by router key (e.g. `graphmoe`: the Switch balance
+ * at 0.01 and no other regulariser). A front end that swaps routers by name (`goe train --router`)
+ * lays the preset under the user's own settings; routers without one train with the defaults.
+ */
+export const routerPresets = new Map<string, Readonly<GoeConfigInput>>();

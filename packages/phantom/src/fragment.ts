@@ -10,10 +10,9 @@
  * with point and normal the wrap's centre surface and unit outward normal there ({@link sheetAt}):
  * the middle layer is the centre surface, higher layers lie outward, towards the recto and its ink.
  */
-import { randomBytes } from 'node:crypto';
-import { mkdir, mkdtemp, rename, rm, stat } from 'node:fs/promises';
-import { dirname, join } from 'node:path';
-import { atomicWriteFile, createVolume, FragmentExistsError, product, writeFragment } from '@goe/scroll-io';
+import { mkdir, mkdtemp, rm, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { atomicWriteFile, createVolume, FragmentExistsError, product, replaceDirectory, writeFragment } from '@goe/scroll-io';
 import { type PhantomConfig, PhantomConfigError } from './config.js';
 import { arcOfTheta, phantomRegion, sheetAt } from './phantom.js';
 
@@ -290,24 +289,8 @@ export async function writePhantomFragment(outDir: string, config: PhantomConfig
   };
 }
 
-/**
- * Renames the finished folder `tmp` to `target`. An existing target (with `overwrite`) is first moved
- * aside and deleted only once the new folder is in place, and moved back if that rename fails.
- */
+/** Renames the finished folder `tmp` to `target`, replacing an existing one only with `overwrite`. */
 async function publish(tmp: string, target: string, overwrite: boolean): Promise<void> {
-  if (!(await exists(target))) {
-    await rename(tmp, target);
-    return;
-  }
-  if (!overwrite) throw new FragmentExistsError(target, 'already exists (pass overwrite: true to replace it)');
-  // Hidden, like the temporary folder, so that no reader takes it for a fragment.
-  const old = join(dirname(target), `.fragment-old-${process.pid}-${randomBytes(4).toString('hex')}`);
-  await rename(target, old);
-  try {
-    await rename(tmp, target);
-  } catch (err) {
-    await rename(old, target).catch(() => undefined);
-    throw err;
-  }
-  await rm(old, { recursive: true, force: true });
+  if (!overwrite && (await exists(target))) throw new FragmentExistsError(target, 'already exists (pass overwrite: true to replace it)');
+  await replaceDirectory(tmp, target);
 }

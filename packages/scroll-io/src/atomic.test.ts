@@ -1,8 +1,8 @@
-import { mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { atomicWriteFile } from './atomic.js';
+import { atomicWriteFile, replaceDirectory } from './atomic.js';
 
 let dir: string;
 beforeAll(async () => {
@@ -30,5 +30,34 @@ describe('atomicWriteFile', () => {
     await expect(atomicWriteFile(target, 'new')).rejects.toThrow();
     expect((await readdir(dir)).filter((f) => f.endsWith('.tmp'))).toEqual([]);
     expect(await readFile(join(target, 'x'), 'utf8')).toBe('inside');
+  });
+});
+
+describe('replaceDirectory', () => {
+  it('puts a new directory in place, replaces an old one whole, and leaves nothing else behind', async () => {
+    const root = await mkdtemp(join(dir, 'replace-'));
+    const target = join(root, 'out');
+    const make = async (name: string, files: Record<string, string>) => {
+      const d = join(root, name);
+      await mkdir(d);
+      for (const [f, v] of Object.entries(files)) await writeFile(join(d, f), v);
+      return d;
+    };
+    await replaceDirectory(await make('t1', { a: '1', b: '1' }), target);
+    expect((await readdir(target)).sort()).toEqual(['a', 'b']);
+    await replaceDirectory(await make('t2', { c: '2' }), target);
+    // The old directory's files are gone (not merged), and no aside copy is left.
+    expect(await readdir(target)).toEqual(['c']);
+    expect(await readdir(root)).toEqual(['out']);
+  });
+
+  it('keeps the old directory when the new one cannot be moved in', async () => {
+    const root = await mkdtemp(join(dir, 'replace-fail-'));
+    const target = join(root, 'out');
+    await mkdir(target);
+    await writeFile(join(target, 'old'), 'x');
+    await expect(replaceDirectory(join(root, 'missing'), target)).rejects.toThrow(/ENOENT/);
+    expect(await readdir(target)).toEqual(['old']);
+    expect(await readdir(root)).toEqual(['out']);
   });
 });

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { mkdir, open, rename, unlink } from 'node:fs/promises';
+import { mkdir, open, rename, rm, unlink } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 
 export interface AtomicWriteOptions {
@@ -42,4 +42,29 @@ export async function atomicWriteFile(
     await unlink(tmp).catch(() => undefined);
     throw err;
   }
+}
+
+/**
+ * Puts the finished directory `tmp` at `target` (same filesystem) so that readers see either the old
+ * directory or the whole new one, never a mix or nothing: an existing `target` is first renamed aside,
+ * then `tmp` renamed into place, and only then the old one deleted; if the second rename fails the old
+ * directory is moved back. Used for outputs made of several files (checkpoints, fragments, Zarr
+ * arrays written whole).
+ */
+export async function replaceDirectory(tmp: string, target: string): Promise<void> {
+  const old = join(dirname(target), `.${basename(target)}.old-${process.pid}-${randomBytes(4).toString('hex')}`);
+  let moved = false;
+  try {
+    await rename(target, old);
+    moved = true;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+  }
+  try {
+    await rename(tmp, target);
+  } catch (err) {
+    if (moved) await rename(old, target).catch(() => undefined);
+    throw err;
+  }
+  if (moved) await rm(old, { recursive: true, force: true });
 }

@@ -1,4 +1,4 @@
-export { atomicWriteFile, type AtomicWriteOptions } from './atomic.js';
+export { atomicWriteFile, type AtomicWriteOptions, replaceDirectory } from './atomic.js';
 export { ChunkCache, type ChunkCacheStats, defaultChunkCache } from './cache.js';
 export {
   configureDecoding,
