@@ -202,7 +202,7 @@ export class ZarrVolume implements Volume {
     if (!inside && this.fillValue !== 0) out.fill(this.fillValue);
     if (lo.some((l, i) => l >= hi[i])) return { data: out, shape };
     const coords = [...chunksTouching(lo, hi, this.chunks)];
-    const nthreads = coords.length === 1 ? availableParallelism() : 1;
+    const nthreads = coords.length === 1 ? CORES : 1;
     const cacheable = this.cache.budget >= product(this.chunks) * bytesPerElement(this.dtype);
     await mapLimit(coords, this.#concurrency, async (c) => {
       const c0 = c.map((ci, i) => ci * this.chunks[i]);
@@ -387,6 +387,9 @@ export class ZarrVolume implements Volume {
     return out;
   }
 }
+
+/** Cores for blosc to split one chunk's blocks over (read once: it is a system call). */
+const CORES = availableParallelism();
 
 /**
  * Outputs of at least this many bytes are allocated by the compiled reader (huge pages, recycled);
