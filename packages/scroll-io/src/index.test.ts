@@ -75,6 +75,7 @@ describe('public API', () => {
         "readTiffWindow",
         "reduceBlocks",
         "registerNativeCodecs",
+        "replaceDirectory",
         "resolveDecodingConfig",
         "resolveHttpOptions",
         "setGroupAttributes",
