@@ -657,6 +657,22 @@ export const CONFORMANCE_OPS: readonly ConformanceCase[] = [
     tol: 0,
   },
   {
+    // More inputs than a WebGPU shader may bind by default (8 storage buffers, one for the output).
+    name: 'addN of 12 tensors',
+    inputs: Array.from({ length: 12 }, () => ({ shape: [3, 5] })),
+    fn: (xs) => tf.addN(xs),
+    tol: 1e-6,
+    grad: { tol: 1e-6 },
+  },
+  {
+    // A tensor used in ten places: tfjs sums its ten gradient contributions with one AddN.
+    name: 'gradient of a tensor used ten times',
+    inputs: [{ shape: [4, 6] }],
+    fn: ([x]) => tf.addN(Array.from({ length: 10 }, (_, i) => tf.mul(x!, i + 1))),
+    tol: 1e-5,
+    grad: { tol: 1e-5 },
+  },
+  {
     name: 'unsortedSegmentSum',
     inputs: [{ shape: [10, 6] }, { shape: [10], kind: { int: 4 } }],
     fn: ([x, ids]) => tf.unsortedSegmentSum(x!, ids as tf.Tensor1D, 4),

@@ -11,6 +11,7 @@
  * which WebGPU in Node cannot do (no OffscreenCanvas) once the data is on the GPU. Separately, reverse
  * Cumsum/Cumprod are wrong at any rank once a reverse scan of another length has run (the shader
  * cache key misses the length), and UnsortedSegmentSum of host-uploaded int32 data returns garbage.
+ * AddN fails at any rank with more than seven inputs (see addNFix).
  *
  * Each rank fix keeps the original for rank <= 4 and, above that, runs the original on a
  * lower-rank view of the same data: these ops are separable over axes, so reshaping (free: the data
@@ -292,6 +293,35 @@ function selectFix(): KernelFunc {
   });
 }
 
+/**
+ * AddN with more inputs than one shader may bind. tfjs-backend-webgpu 4.22 binds every input as its own
+ * storage buffer but requests the device without raising `maxStorageBuffersPerShaderStage`, so the
+ * WebGPU default of 8 applies: a ninth input (tfjs sums a tensor's gradients with AddN, so any tensor
+ * used in eight or more places) fails pipeline validation. Measured on an NVIDIA H100 (Vulkan 580.159):
+ * training stopped at the first backward pass. Sums groups that fit, then sums the partial sums.
+ */
+function addNFix(): KernelFunc {
+  return asKernel(({ inputs, backend, attrs }) => {
+    // AddN's inputs are an array, not named.
+    const xs = (Array.isArray(inputs) ? inputs : Object.values(inputs)) as TensorInfo[];
+    const device = (backend as unknown as { device?: { limits?: { maxStorageBuffersPerShaderStage?: number } } }).device;
+    // One binding is the output.
+    const fit = Math.max(2, (device?.limits?.maxStorageBuffersPerShaderStage ?? 8) - 1);
+    if (xs.length <= fit) return kernel('AddN')({ inputs, backend, attrs });
+    const s = new Scratch(backend);
+    let level = xs;
+    while (level.length > 1) {
+      const next: TensorInfo[] = [];
+      for (let i = 0; i < level.length; i += fit) {
+        const group = level.slice(i, i + fit);
+        next.push(group.length === 1 ? group[0]! : s.run('AddN', group as unknown as Record<string, TensorInfo>));
+      }
+      level = next;
+    }
+    return s.finish(level[0]!);
+  });
+}
+
 /** StridedSlice at rank >= 5: resolved by tfjs' own slice rules, then one axis at a time. */
 function stridedSliceFix(): KernelFunc {
   return asKernel(({ inputs, backend, attrs }) => {
@@ -363,6 +393,7 @@ export function patchWebGpuKernels(): void {
     ['Tile', tileFix()],
     ['UnsortedSegmentSum', unsortedSegmentSumFix()],
     ['StridedSlice', stridedSliceFix()],
+    ['AddN', addNFix()],
   ];
   for (const [name, kernelFunc] of fixes) {
     const cfg = tf.getKernel(name, BACKEND) as KernelConfig | undefined;
