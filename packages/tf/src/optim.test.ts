@@ -46,6 +46,31 @@ describe('Adam keyed by name', () => {
     }
   });
 
+  it('parameters of several shapes, updated together, each match the float64 reference', async () => {
+    await tf.setBackend('cpu');
+    const shapes = [[2, 3], [4], [], [1, 2, 1]];
+    const init = shapes.map((s, k) => Array.from({ length: s.reduce((a, b) => a * b, 1) }, (_, i) => Math.sin(3 * k + i)));
+    const gradsOf = (k: number, step: number) => init[k]!.map((_, i) => Math.cos(step + 2 * k + 0.7 * i));
+    const vars = new Map(shapes.map((s, k) => [`p${k}`, tf.variable(tf.tensor(init[k]!, s))]));
+    const opt = new Adam({ weightDecay: 0.02 });
+    for (let step = 0; step < 4; step++) {
+      const grads = new Map(shapes.map((s, k) => [`p${k}`, tf.tensor(gradsOf(k, step), s)]));
+      opt.apply(vars, grads, 0.05);
+      tf.dispose([...grads.values()]);
+    }
+    for (let k = 0; k < shapes.length; k++) {
+      const want = adamRef(init[k]!, [0, 1, 2, 3].map((step) => gradsOf(k, step)), 0.05, 0.9, 0.999, 1e-8, 0.02);
+      const got = Array.from(await vars.get(`p${k}`)!.data());
+      expect(vars.get(`p${k}`)!.shape).toEqual(shapes[k]);
+      got.forEach((g, i) => expect(g).toBeCloseTo(want[i]!, 6));
+    }
+    const wrong = tf.zeros([5]);
+    expect(() => opt.apply(vars, new Map([['p1', wrong]]), 0.1)).toThrow(/'p1' has shape \[5\], the parameter \[4\]/);
+    wrong.dispose();
+    opt.dispose();
+    tf.dispose([...vars.values()]);
+  });
+
   it('a parameter without a gradient is untouched and keeps its own step count', async () => {
     const a = tf.variable(tf.tensor1d([1, 2]));
     const b = tf.variable(tf.tensor1d([3]));
