@@ -4,6 +4,7 @@
 # markdown report. Needs no Node.js and no network: everything comes from this folder.
 #
 #   bash run.sh [--quick] [--conformance-only | --bench-only] [--backend webgpu] [bench options]
+#   bash run.sh --goe train --backend webgpu [goe options]     (the goe command, bundled)
 #
 # Environment: GOE_PYTHON (a python with torch; default python3), GOE_REPORT_DIR (default: this
 # folder, or the current directory if this folder is read-only), VK_ICD_FILENAMES (to force a driver).
@@ -21,13 +22,26 @@ export LD_LIBRARY_PATH="$work/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 # The Vulkan loader finds drivers through ICD manifests. NVIDIA containers mount one only with the
 # 'graphics' driver capability; when none is present but the driver library is, write one here.
 icd_found=""
-for d in /etc/vulkan/icd.d /usr/share/vulkan/icd.d /usr/local/share/vulkan/icd.d; do
-  if ls "$d"/nvidia*.json >/dev/null 2>&1; then icd_found="$(ls "$d"/nvidia*.json | head -1)"; fi
+# /usr/local/nvidia/share/vulkan/icd.d: where some GPU container images mount the driver's own manifest.
+for d in /etc/vulkan/icd.d /usr/share/vulkan/icd.d /usr/local/share/vulkan/icd.d /usr/local/nvidia/share/vulkan/icd.d; do
+  if [ -z "$icd_found" ] && ls "$d"/nvidia*.json >/dev/null 2>&1; then icd_found="$(ls "$d"/nvidia*.json | head -1)"; fi
 done
+# A manifest outside the loader's default search path has to be named to it.
+case "$icd_found" in
+  /usr/local/nvidia/*) [ -z "${VK_ICD_FILENAMES:-}" ] && export VK_ICD_FILENAMES="$icd_found" ;;
+esac
 if [ -z "${VK_ICD_FILENAMES:-}" ] && [ -z "$icd_found" ] && ldconfig -p 2>/dev/null | grep -q 'libGLX_nvidia.so.0'; then
   printf '{"file_format_version":"1.0.0","ICD":{"library_path":"libGLX_nvidia.so.0","api_version":"1.3.0"}}\n' >"$work/nvidia_icd.json"
   export VK_ICD_FILENAMES="$work/nvidia_icd.json"
   icd_found="$work/nvidia_icd.json (written by run.sh)"
+fi
+
+# `run.sh --goe ARGS…` runs the bundled `goe` command instead (train, segment, synth, … on this
+# machine's GPU through WebGPU), in the caller's directory.
+if [ "${1:-}" = "--goe" ]; then
+  shift
+  "$node" "$work/goe.js" "$@"
+  exit $?
 fi
 
 report_dir="${GOE_REPORT_DIR:-$here}"

@@ -7,7 +7,6 @@
  * Unknown options go to the benchmark (e.g. --quick, --min-time 0.5, --torch-script PATH).
  */
 import { writeFileSync } from 'node:fs';
-import Module from 'node:module';
 import { resolve } from 'node:path';
 import {
   CONFORMANCE_OPS,
@@ -27,21 +26,7 @@ import {
   type HostValue,
 } from '@goe/tf';
 import { runBench, type BenchReport } from '../../packages/tf/bench/bench.js';
-
-// In the bundle, @goe/tf's runtime `require('@tensorflow/tfjs-backend-webgpu')` (made after Dawn has
-// installed navigator.gpu) must get the bundled copy, which shares the bundled tfjs-core; outside a
-// bundle `require` is not defined here and Node resolves it from node_modules as usual.
-if (typeof require === 'function') {
-  const bundled: Record<string, () => unknown> = {
-    '@tensorflow/tfjs-backend-webgpu': () => require('@tensorflow/tfjs-backend-webgpu'),
-  };
-  const mod = Module as unknown as { _load: (request: string, ...rest: unknown[]) => unknown };
-  const load = mod._load;
-  mod._load = function (request: string, ...rest: unknown[]) {
-    const hit = bundled[request];
-    return hit ? hit() : load.call(this, request, ...rest);
-  };
-}
+import './bundled-webgpu.js';
 
 /** The fast ops of @goe/tf, as conformance cases (the shared table covers tfjs' own ops). */
 const FAST_OP_CASES: ConformanceCase[] = [
