@@ -6,7 +6,7 @@ import { configChecks } from '@goe/tf';
 import { EncoderConfigError } from './errors.js';
 
 /** How the aux routing features are refined from the encoded tokens (draft eq. 7). */
-export type AuxRefine = 'linear' | 'none';
+export type AuxRefine = 'linear' | 'cross' | 'none';
 
 export interface EncoderConfig {
   /** Token width d. */
@@ -23,8 +23,16 @@ export interface EncoderConfig {
   dropout: number;
   /** Dropout on the attention probabilities (training only). */
   attnDropout: number;
-  /** `linear`: a' = a + W[a; T'] + b (draft eq. 7, shallow projection); `none`: a' = a. */
+  /**
+   * f_aux of draft eq. 7. `linear`: a' = a + W[a; T'] + b (the shallow projection); `cross`:
+   * a' = a + W_o MHA(LN(a) W_q, T' W_k, T' W_v), each token's aux features attending to the sample's
+   * encoded tokens (the cross-attention); `none`: a' = a.
+   */
   auxRefine: AuxRefine;
+  /** Heads of the `cross` aux refinement; must divide `auxDim`. */
+  auxHeads: number;
+  /** Inner width of the `cross` aux refinement's queries, keys and values. */
+  auxDim: number;
   /** LayerNorm on the encoder's output tokens (pre-LN transformers need one at the end). */
   finalNorm: boolean;
 }
@@ -41,6 +49,8 @@ export const ENCODER_DEFAULTS: Readonly<EncoderConfig> = Object.freeze({
   dropout: 0,
   attnDropout: 0,
   auxRefine: 'linear' as AuxRefine,
+  auxHeads: 2,
+  auxDim: 16,
   finalNorm: true,
 });
 
@@ -71,12 +81,15 @@ export function resolveEncoderConfig(partial: EncoderConfigInput = {}): EncoderC
     attnDropout: prob('attnDropout', p['attnDropout']),
     auxRefine: ((): AuxRefine => {
       const v = p['auxRefine'];
-      if (v !== 'linear' && v !== 'none') throw new EncoderConfigError('auxRefine', "'linear' or 'none'", v);
+      if (v !== 'linear' && v !== 'cross' && v !== 'none') throw new EncoderConfigError('auxRefine', "'linear', 'cross' or 'none'", v);
       return v;
     })(),
+    auxHeads: check.int('auxHeads', p['auxHeads'], 1),
+    auxDim: check.int('auxDim', p['auxDim'], 1),
     finalNorm: check.bool('finalNorm', p['finalNorm']),
   };
   if (cfg.d % cfg.heads !== 0) throw new EncoderConfigError('heads', `a divisor of d (${cfg.d})`, cfg.heads);
+  if (cfg.auxDim % cfg.auxHeads !== 0) throw new EncoderConfigError('auxHeads', `a divisor of auxDim (${cfg.auxDim})`, cfg.auxHeads);
   if (Math.round(cfg.d * cfg.mlpRatio) < 1) throw new EncoderConfigError('mlpRatio', 'at least 1/d', cfg.mlpRatio);
   return cfg;
 }

@@ -110,6 +110,20 @@ async function encoderRef(
     }
     a = add(a, linear({ data: cat, rows: B * N, cols: da + d }, await param(enc.auxProj.w), await param(enc.auxProj.b!), da));
   }
+  if (enc.auxAttn && enc.auxNorm) {
+    // a' = a + W_o MHA(LN(a) W_q, T' W_k, T' W_v): rows of (q | k | v) for attentionRef.
+    const { q: wq, kv: wkv, out: wo } = enc.auxAttn;
+    const D = enc.config.auxDim;
+    const q = linear(layerNorm(a, await param(enc.auxNorm.gain), await param(enc.auxNorm.bias)), await param(wq.w), await param(wq.b!), D);
+    const kv = linear(x, await param(wkv.w), await param(wkv.b!), 2 * D);
+    const qkv = new Float64Array(B * N * 3 * D);
+    for (let r = 0; r < B * N; r++) {
+      qkv.set(q.data.subarray(r * D, (r + 1) * D), r * 3 * D);
+      qkv.set(kv.data.subarray(r * 2 * D, (r + 1) * 2 * D), r * 3 * D + D);
+    }
+    const att = attentionRef({ data: qkv, rows: B * N, cols: 3 * D }, B, N, enc.config.auxHeads, mask);
+    a = add(a, linear(att, await param(wo.w), await param(wo.b!), da));
+  }
   return { tokens: x.data, aux: a.data };
 }
 
@@ -167,10 +181,17 @@ describe('scaledDotProductAttention', () => {
   });
 });
 
-describe('Encoder', () => {
-  const cfg: EncoderConfigInput = { d: 8, da: 3, depth: 2, heads: 2, mlpRatio: 2 };
+describe.each(['linear', 'cross'] as const)('Encoder with auxRefine %s', (auxRefine) => {
+  const cfg: EncoderConfigInput = { d: 8, da: 3, depth: 2, heads: 2, mlpRatio: 2, auxRefine, auxDim: 4, auxHeads: 2 };
   const B = 2;
   const N = 5;
+
+  it('builds the aux path it names', () => {
+    const enc = new Encoder(resolveEncoderConfig(cfg), makeRng(1));
+    expect(enc.auxProj !== undefined).toBe(auxRefine === 'linear');
+    expect(enc.auxAttn !== undefined).toBe(auxRefine === 'cross');
+    enc.dispose();
+  });
 
   it('equals a float64 reference (blocks, final norm, aux refinement) on every backend, with and without a mask', async () => {
     await useBackend('cpu');
@@ -182,11 +203,13 @@ describe('Encoder', () => {
     const ref = await encoderRef(refEnc, tokens, aux, B, N);
     const refMasked = await encoderRef(refEnc, tokens, aux, B, N, mask);
     refEnc.dispose();
+    const byBackend = new Map<string, Float32Array>();
     for (const backend of await backendsUnderTest()) {
       await useBackend(backend);
       const enc = new Encoder(resolveEncoderConfig(cfg), makeRng(2));
       await expectNoLeak(async () => {
         const got = await run(enc, tokens, aux, B, N);
+        byBackend.set(backend, got.aux);
         expect(maxErr(got.tokens, ref.tokens), backend).toBeLessThan(1e-4);
         expect(maxErr(got.aux, ref.aux), backend).toBeLessThan(1e-4);
         const gotM = await run(enc, tokens, aux, B, N, mask);
@@ -196,6 +219,9 @@ describe('Encoder', () => {
       }, `encoder on ${backend}`);
       enc.dispose();
     }
+    // The backends agree with each other, not only each with the reference.
+    const cpu = byBackend.get('cpu');
+    for (const [backend, got] of byBackend) if (cpu) expect(maxErr(got, cpu), `${backend} vs cpu`).toBeLessThan(1e-5);
   });
 
   it('outputs of real tokens do not depend on the values of padded tokens', async () => {
@@ -219,6 +245,7 @@ describe('Encoder', () => {
     // ... while without the mask they do.
     const c = await run(enc, other, otherAux, B, N);
     expect(maxErr(a.tokens, c.tokens, (i) => mask[Math.floor(i / 8)] === 1)).toBeGreaterThan(1e-3);
+    expect(maxErr(a.aux, c.aux, (i) => mask[Math.floor(i / 3)] === 1)).toBeGreaterThan(1e-3);
     enc.dispose();
   });
 
@@ -246,6 +273,12 @@ describe('Encoder', () => {
     await useBackend('cpu');
     const enc = new Encoder(resolveEncoderConfig(cfg), makeRng(7));
     const rng = makeRng(8);
+    if (enc.auxAttn) {
+      // The output projection starts near zero (a' ≈ a), which would shrink the gradients of the
+      // weights before it below what a float32 finite difference resolves: check at ordinary weights.
+      const wo = enc.auxAttn.out.w;
+      tf.tidy(() => wo.assign(tf.tensor(randn(rng, wo.size), wo.shape)));
+    }
     const t = tf.tensor3d(randn(rng, B * N * 8), [B, N, 8]);
     const a = tf.tensor3d(randn(rng, B * N * 3), [B, N, 3]);
     const r1 = tf.tensor3d(randn(rng, B * N * 8), [B, N, 8]);
@@ -268,12 +301,22 @@ describe('Encoder', () => {
       expect(g!.every(Number.isFinite), path).toBe(true);
       expect(g!.some((e) => e !== 0), path).toBe(true);
     }
-    const w = enc.blocks[0]!.attn.qkv.w;
-    const { analytic, numeric } = await directionalGradCheck(w, grads.get(w.name)!, lossFn, rng);
-    expect(Math.abs(numeric - analytic)).toBeLessThan(1e-2 * Math.max(1, Math.abs(analytic)));
+    const checked = [enc.blocks[0]!.attn.qkv.w, ...(enc.auxAttn ? [enc.auxAttn.q.w, enc.auxAttn.kv.w, enc.auxNorm!.gain] : [enc.auxProj!.w])];
+    for (const w of checked) {
+      const { analytic, numeric } = await directionalGradCheck(w, grads.get(w.name)!, lossFn, rng);
+      expect(Math.abs(analytic), w.name).toBeGreaterThan(1e-3);
+      expect(Math.abs(numeric - analytic), w.name).toBeLessThan(1e-2 * Math.max(0.1, Math.abs(analytic)));
+    }
     tf.dispose([t, a, r1, r2]);
     enc.dispose();
   });
+
+});
+
+describe('Encoder', () => {
+  const cfg: EncoderConfigInput = { d: 8, da: 3, depth: 2, heads: 2, mlpRatio: 2 };
+  const B = 2;
+  const N = 5;
 
   it('dropout is active only in training, reproducible from the seed, and keeps the expectation', async () => {
     await useBackend('cpu');
@@ -329,6 +372,9 @@ describe('Encoder', () => {
     expect(field(() => resolveEncoderConfig({ dropout: 1 }))).toBe('dropout');
     expect(field(() => resolveEncoderConfig({ depth: -1 }))).toBe('depth');
     expect(field(() => resolveEncoderConfig({ auxRefine: 'attention' as never }))).toBe('auxRefine');
+    expect(field(() => resolveEncoderConfig({ auxRefine: 'cross', auxDim: 6, auxHeads: 4 }))).toBe('auxHeads');
+    expect(field(() => resolveEncoderConfig({ auxDim: 0 }))).toBe('auxDim');
+    expect(field(() => resolveEncoderConfig({ auxHeads: 1.5 }))).toBe('auxHeads');
     const enc = new Encoder(resolveEncoderConfig(cfg), makeRng(1));
     const t = tf.zeros([2, 5, 8]) as tf.Tensor3D;
     const a = tf.zeros([2, 5, 3]) as tf.Tensor3D;

@@ -1,14 +1,15 @@
 /**
  * The modality-agnostic encoder (GoE draft §3.1.2): T' = Φ(T) (eq. 4), a stack of pre-LayerNorm blocks
  * LN -> MHA -> residual -> LN -> FFN -> residual (eq. 5), and the aux refinement a' = f_aux(a, T')
- * (eq. 7) as the shallow projection a' = a + W[a; T'] + b.
+ * (eq. 7), either as the shallow projection a' = a + W[a; T'] + b or as cross-attention from the aux
+ * features to the encoded tokens, a' = a + W_o MHA(LN(a) W_q, T' W_k, T' W_v).
  *
  * No positions are added here: the stems add them, so the encoder is permutation-equivariant.
  *
  * Legend: B batch, N tokens, d width, da aux width; rows are `[B*N, ·]` (rank 2 on the hot path).
  */
 import { LayerNorm, Linear, Module, gelu, makeRng, tf, type Rng } from '@goe/tf';
-import { MASKED_SCORE, MultiHeadSelfAttention } from './attention.js';
+import { MASKED_SCORE, MultiHeadCrossAttention, MultiHeadSelfAttention } from './attention.js';
 import type { EncoderConfig } from './config.js';
 import { dropout } from './dropout.js';
 import { EncoderInputError } from './errors.js';
@@ -79,8 +80,12 @@ export interface EncoderOutput {
 export class Encoder extends Module {
   readonly blocks: EncoderBlock[];
   readonly finalNorm: LayerNorm | undefined;
-  /** f_aux of eq. 7 (absent with `auxRefine: 'none'` or da = 0). */
+  /** f_aux of eq. 7 with `auxRefine: 'linear'` (absent otherwise, or with da = 0). */
   readonly auxProj: Linear | undefined;
+  /** Pre-LN of the aux queries with `auxRefine: 'cross'`. */
+  readonly auxNorm: LayerNorm | undefined;
+  /** f_aux of eq. 7 with `auxRefine: 'cross'` (absent otherwise, or with da = 0). */
+  readonly auxAttn: MultiHeadCrossAttention | undefined;
   private readonly dropoutRng: Rng;
 
   constructor(
@@ -96,6 +101,17 @@ export class Encoder extends Module {
           // learns how much token context to mix in.
           this.child('auxProj', new Linear(config.da + config.d, config.da, rng, { init: { kind: 'normal', std: 0.02 } }))
         : undefined;
+    const cross = config.auxRefine === 'cross' && config.da > 0;
+    // The aux features are the stem's raw descriptors (any scale), so the queries are normalised first,
+    // as every block normalises its input (pre-LN); T' is already normalised by finalNorm.
+    this.auxNorm = cross ? this.child('auxNorm', new LayerNorm(config.da, rng)) : undefined;
+    this.auxAttn = cross
+      ? // Small output weights, as for the linear path: a' starts near a.
+        this.child(
+          'auxAttn',
+          new MultiHeadCrossAttention(config.da, config.d, config.auxDim, config.auxHeads, rng, { outInit: { kind: 'normal', std: 0.02 } }),
+        )
+      : undefined;
     // Dropout masks come from their own stream, seeded from the model's generator.
     this.dropoutRng = makeRng(rng.int(2 ** 31));
   }
@@ -130,6 +146,10 @@ export class Encoder extends Module {
       if (this.finalNorm) x = this.finalNorm.apply(x) as tf.Tensor2D;
       let a = tf.reshape(aux, [B * N, da]); // [B*N, da]
       if (this.auxProj) a = tf.add(a, this.auxProj.apply(tf.concat([a, x], 1))); // a + W[a; T'] + b
+      if (this.auxAttn && this.auxNorm) {
+        // Padded tokens are masked as keys here too, so no real token's a' reads them.
+        a = tf.add(a, this.auxAttn.apply(this.auxNorm.apply(a) as tf.Tensor2D, x, B, N, N, { keyBias })); // [B*N, da]
+      }
       return { tokens: tf.reshape(x, [B, N, d]) as tf.Tensor3D, aux: tf.reshape(a, [B, N, da]) as tf.Tensor3D };
     });
     return out;

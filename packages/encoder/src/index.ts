@@ -5,10 +5,13 @@ export { ENCODER_DEFAULTS, resolveEncoderConfig, type AuxRefine, type EncoderCon
 export { EncoderConfigError, EncoderInputError } from './errors.js';
 export {
   MASKED_SCORE,
+  MultiHeadCrossAttention,
   MultiHeadSelfAttention,
+  attendRows,
   mergeHeads,
   scaledDotProductAttention,
   splitHeads,
+  type AttendOptions,
 } from './attention.js';
 export { dropout } from './dropout.js';
 export {
