@@ -12,6 +12,7 @@
 import { Linear, Module, gelu, tf, type Rng } from '@goe/tf';
 import { sinusoidalPositions } from './bytes.js';
 import { SequenceStemInputError, type SequenceStemConfig } from './config.js';
+import { oneHotFloat } from './one-hot.js';
 
 /** Output of `SequenceStem.apply`. */
 export interface SequenceStemOutput {
@@ -141,11 +142,8 @@ export class SequenceStem extends Module {
     return tf.tidy(() => {
       const [b, n] = bytes.shape;
       // Embedding as one-hot × table: a matmul whose gradient is a matmul on every backend (a gather's
-      // gradient needs UnsortedSegmentSum). The one-hot is built in int32 and converted: wasm's float32
-      // oneHot writes int bit patterns, and WebGPU's int32 -> float32 Cast only relabels the buffer
-      // (the transpose in the embedding gradient then fails), so there a multiply makes real floats.
-      let oh = tf.cast(tf.oneHot(tf.reshape(bytes, [-1]) as tf.Tensor1D, 256), 'float32'); // [B·N, 256]
-      if (tf.getBackend() === 'webgpu') oh = tf.mul(oh, tf.scalar(1));
+      // gradient needs UnsortedSegmentSum).
+      const oh = oneHotFloat(tf.reshape(bytes, [-1]) as tf.Tensor1D, 256); // [B·N, 256]
       let x = tf.reshape(tf.matMul(oh, this.embed), [b, n, d]) as tf.Tensor3D; // [B, N, d]
       for (const layer of this.convs) x = this.conv(x, layer);
       const pe = tf.tensor3d(sinusoidalPositions(n, d, positionBase, options.offset ?? 0), [1, n, d]);
