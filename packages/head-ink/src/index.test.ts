@@ -14,6 +14,8 @@ describe('@goe/head-ink public API', () => {
       'inkMetrics',
       'rankAuc',
       'resolveInkHeadConfig',
+      'rleDecode',
+      'rleEncode',
       'unpatchifyCells',
     ]);
   });

@@ -1,5 +1,6 @@
 /**
- * @goe/head-ink: token grid -> voxel ink logits, the BCE + Dice loss and Kaggle-style F0.5 metrics.
+ * @goe/head-ink: token grid -> voxel ink logits, the BCE + Dice loss, Kaggle-style F0.5 metrics and the
+ * competition's run-length encoding.
  */
 export { INK_HEAD_DEFAULTS, resolveInkHeadConfig, type InkHeadConfig, type InkHeadConfigInput } from './config.js';
 export { InkHeadConfigError, InkInputError } from './errors.js';
@@ -16,3 +17,4 @@ export {
   type InkMetrics,
   type InkThresholdPoint,
 } from './metrics.js';
+export { rleDecode, rleEncode } from './rle.js';
