@@ -13,6 +13,9 @@ describe('@goe/head-geometry public API', () => {
       'geometryLoss',
       'normalAngularError',
       'resolveGeometryHeadConfig',
+      'squaredDistanceTransform',
+      'surfaceDistance',
+      'surfaceVoxels',
       'unpatchifyCells',
     ]);
   });

@@ -1,6 +1,6 @@
 /**
  * @goe/head-geometry: papyrus sheet mask per voxel and sheet normals per token, their loss, Dice and
- * normal angular error.
+ * normal angular error, and surface distances (mean, 95th percentile, maximum) between sheet masks.
  */
 export {
   GEOMETRY_HEAD_DEFAULTS,
@@ -20,3 +20,10 @@ export {
   type GeometryTargets,
 } from './head.js';
 export { dice, normalAngularError, type NormalAngularError } from './metrics.js';
+export {
+  squaredDistanceTransform,
+  surfaceDistance,
+  surfaceVoxels,
+  type SurfaceDistance,
+  type SurfaceDistanceOptions,
+} from './surface.js';
