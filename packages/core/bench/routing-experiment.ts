@@ -7,7 +7,8 @@
  *
  *   npx nx run core:experiment [-- --steps 600 --batch 256 --seeds 3 --k 2 --lr 0.01 --gamma 1
  *                                  --models topk,topk+msg,goe-route,goe --tasks graph,content
- *                                  --workers 2 --backend wasm --verbose]
+ *                                  --workers 2 --backend wasm --verbose
+ *                                  --layer '{"renormalizeGates":false}']   (config keys over every model)
  *
  * Models (one layer each, the task fixes d = 8, M = 4, K = 3):
  * - `topk`: flat top-k routing, no expert messages (the Switch/GShard baseline);
@@ -21,7 +22,7 @@ import { fork } from 'node:child_process';
 import { availableParallelism } from 'node:os';
 import { parseArgs } from 'node:util';
 import { availableBackends, makeRng, useBackend, type BackendName } from '@goe/tf';
-import type { GoeConfigInput } from '../src/config.js';
+import { resolveGoeConfig, type GoeConfigInput } from '../src/config.js';
 import {
   makeRoutingTask,
   mutualInformation,
@@ -79,6 +80,7 @@ function options() {
       k: { type: 'string', default: '2' },
       lr: { type: 'string', default: '0.01' },
       gamma: { type: 'string', default: '1' },
+      layer: { type: 'string', default: '{}' },
       models: { type: 'string', default: Object.keys(MODELS).join(',') },
       tasks: { type: 'string', default: 'graph,content' },
       workers: { type: 'string', default: String(Math.min(2, availableParallelism())) },
@@ -101,7 +103,17 @@ function options() {
   for (const m of models) if (!(m in MODELS)) usage('models', `a comma list of ${Object.keys(MODELS).join(', ')}`, values.models);
   const tasks = values.tasks.split(',');
   for (const t of tasks) if (t !== 'graph' && t !== 'content') usage('tasks', 'a comma list of graph, content', values.tasks);
+  let layer: GoeConfigInput = {};
+  try {
+    layer = JSON.parse(values.layer) as GoeConfigInput;
+  } catch {
+    usage('layer', 'a JSON object of layer config keys', values.layer);
+  }
+  if (typeof layer !== 'object' || layer === null || Array.isArray(layer)) usage('layer', 'a JSON object of layer config keys', values.layer);
+  // Unknown keys and bad values fail here, before any worker starts.
+  resolveGoeConfig({ d: 8, experts: 4, ...layer });
   return {
+    layer,
     steps: int('steps', 1),
     batch: int('batch', 1),
     seeds: int('seeds', 1),
@@ -205,7 +217,7 @@ async function main(): Promise<void> {
   if (!have.includes(backend as BackendName)) usage('backend', `one of ${have.join(', ')}`, backend);
   // k = 1 with renormalised gates fixes every gate at 1, which leaves the router without a gradient
   // from the task; there the gate is the router probability (Switch Transformer).
-  const common: GoeConfigInput = { k: o.k, renormalizeGates: o.k > 1, graphGamma: o.gamma };
+  const common: GoeConfigInput = { k: o.k, renormalizeGates: o.k > 1, graphGamma: o.gamma, ...o.layer };
   const jobs: Job[] = [];
   for (const task of o.tasks) {
     for (const model of o.models) {
@@ -221,7 +233,7 @@ async function main(): Promise<void> {
   const d = 8;
   const m = 4;
   const kSteps = 3;
-  console.log(`## Structure recovery: d = ${d}, M = ${m}, K = ${kSteps}, k = ${o.k}, γ = ${o.gamma}, ${o.steps} Adam steps of ${o.batch} samples, lr ${o.lr}, ${o.seeds} seeds, backend ${backend}\n`);
+  console.log(`## Structure recovery: d = ${d}, M = ${m}, K = ${kSteps}, k = ${o.k}, γ = ${o.gamma}, ${o.steps} Adam steps of ${o.batch} samples, lr ${o.lr}, ${o.seeds} seeds, backend ${backend}${Object.keys(o.layer).length ? `, layer ${JSON.stringify(o.layer)}` : ''}\n`);
   for (const task of o.tasks) {
     const infos = Array.from({ length: o.seeds }, (_, i) => {
       const t = makeRoutingTask({ kind: task, seed: i + 1 });
