@@ -1,14 +1,18 @@
 /**
- * Checkpoints: a folder `RUN/checkpoint/` holding `manifest.json` (format, step, config, the name,
- * shape and byte range of every tensor, and any JSON state the caller adds) and `weights.bin` (raw
- * little-endian float32). The folder is written beside the old one and swapped in by rename, so a
- * kill at any moment leaves either the old or the new checkpoint whole, never a mix.
+ * Checkpoints: a folder `RUN/checkpoint/` holding `manifest.json` (format, step, config, the resolved
+ * model spec, the name, shape and byte range of every tensor, and any JSON state the caller adds) and
+ * `weights.bin` (raw little-endian float32). The folder is written beside the old one and swapped in
+ * by rename, so a kill at any moment leaves either the old or the new checkpoint whole, never a mix.
  */
-import { tf } from '@goe/tf';
+import { makeRng, tf } from '@goe/tf';
 import { replaceDirectory } from '@goe/scroll-io';
+import { existsSync } from 'node:fs';
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { resolveTrainConfig, type TrainConfig } from './config.js';
 import { CheckpointError } from './errors.js';
+import { buildModel, type PipelineModel } from './model.js';
+import { resolveModelSpec, restoreModelSpec, type ModelSpec } from './spec.js';
 
 export const CHECKPOINT_FORMAT = 'goe-checkpoint/1';
 
@@ -25,6 +29,11 @@ export interface CheckpointManifest {
   step: number;
   /** The resolved training config the weights belong to. */
   config: unknown;
+  /**
+   * The model spec (every part's config as its package resolved it) the weights belong to; absent in
+   * checkpoints written before it was saved, whose model is rebuilt from `config`.
+   */
+  model?: unknown;
   tensors: TensorEntry[];
   /** Free-form JSON state (optimizer step, RNG and sampler state, …). */
   state: Record<string, unknown>;
@@ -33,6 +42,8 @@ export interface CheckpointManifest {
 export interface SaveCheckpointInput {
   step: number;
   config: unknown;
+  /** The resolved model spec (saved as given). */
+  model?: unknown;
   /** Tensors by name: model variables and optimizer slots. */
   tensors: Map<string, tf.Tensor>;
   state?: Record<string, unknown>;
@@ -55,6 +66,7 @@ export async function saveCheckpoint(dir: string, input: SaveCheckpointInput): P
     format: CHECKPOINT_FORMAT,
     step: input.step,
     config: input.config,
+    ...(input.model === undefined ? {} : { model: input.model }),
     tensors: entries,
     state: input.state ?? {},
   };
@@ -122,4 +134,57 @@ export function assignVariables(ckpt: LoadedCheckpoint, variables: Map<string, t
     }
     tf.tidy(() => v.assign(tf.tensor(e.data, e.shape, 'float32')));
   }
+}
+
+/** What `saveModelCheckpoint` writes: a model with its spec, and optionally the optimiser's slots. */
+export interface ModelCheckpointInput {
+  step: number;
+  config: TrainConfig;
+  model: PipelineModel;
+  /** Optimiser slot tensors by name (saved under `optimizer/`). */
+  optimizer?: Map<string, tf.Tensor>;
+  state?: Record<string, unknown>;
+}
+
+/** Saves `model`'s variables under `model/…` with its spec, and the optimiser's slots under `optimizer/…`. */
+export async function saveModelCheckpoint(dir: string, input: ModelCheckpointInput): Promise<void> {
+  const tensors = new Map<string, tf.Tensor>();
+  for (const [k, v] of input.model.variables()) tensors.set(`model/${k}`, v);
+  for (const [k, t] of input.optimizer ?? []) tensors.set(`optimizer/${k}`, t);
+  await saveCheckpoint(dir, { step: input.step, config: input.config, model: input.model.spec, tensors, state: input.state });
+}
+
+export interface RestoredModel {
+  model: PipelineModel;
+  spec: ModelSpec;
+  config: TrainConfig;
+  checkpoint: LoadedCheckpoint;
+  /** The checkpoint folder read. */
+  dir: string;
+}
+
+/**
+ * Rebuilds the model a checkpoint holds: from its saved spec (or, for older checkpoints, from its
+ * training config), with every weight assigned.
+ * @param path a run folder (holding `checkpoint/`) or a checkpoint folder
+ * @throws CheckpointError naming the folder and what is missing or does not match
+ */
+export async function loadModel(path: string): Promise<RestoredModel> {
+  const dir = existsSync(join(path, 'checkpoint', 'manifest.json')) ? join(path, 'checkpoint') : path;
+  const checkpoint = await loadCheckpoint(dir);
+  let config: TrainConfig;
+  try {
+    config = resolveTrainConfig(checkpoint.manifest.config as Record<string, unknown>);
+  } catch (err) {
+    throw new CheckpointError(dir, `training config is not valid: ${(err as Error).message}`, { cause: err });
+  }
+  const spec = checkpoint.manifest.model === undefined ? resolveModelSpec(config.model) : restoreModelSpec(checkpoint.manifest.model, dir);
+  const model = buildModel(spec, makeRng(config.seed));
+  try {
+    assignVariables(checkpoint, new Map([...model.variables()].map(([k, v]) => [`model/${k}`, v])), dir);
+  } catch (err) {
+    model.dispose();
+    throw err;
+  }
+  return { model, spec, config, checkpoint, dir };
 }

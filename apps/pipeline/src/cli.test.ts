@@ -23,7 +23,7 @@ describe('goe CLI', () => {
     expect(await main(['--help'])).toBe(0);
     for (const cmd of ['train', 'segment', 'synth']) expect(c.out.join('\n')).toContain(cmd);
     const want: Record<string, string[]> = {
-      train: ['--steps', '--seed', '--backend', '--out', '--config'],
+      train: ['--stem', '--text', '--steps', '--seed', '--backend', '--out', '--config'],
       segment: ['--checkpoint', '--volume', '--out', '--backend'],
       synth: ['--out', '--shape', '--seed'],
     };
@@ -61,6 +61,41 @@ describe('goe CLI', () => {
     // GraphMoE's own loss: the Switch balance at 0.01 and nothing else.
     expect(saved.model.core.regularisers).toMatchObject({ switchBalance: 0.01, balance: 0, entropy: 0, zLoss: 0 });
   }, 120_000);
+
+  it('goe train --stem sequence trains the byte model on the project documentation; a sequence checkpoint cannot segment', async () => {
+    const c = capture();
+    const stderr: string[] = [];
+    vi.spyOn(process.stderr, 'write').mockImplementation((chunk: string | Uint8Array) => (stderr.push(String(chunk)), true));
+    const dir = mkdtempSync(join(tmpdir(), 'goe-cli-'));
+    const out = join(dir, 'run');
+    const cfg = join(dir, 'c.json');
+    writeFileSync(cfg, JSON.stringify({ logEvery: 1, validationPatches: 2, model: { sequenceLength: 32, width: 16 } }));
+    expect(await main(['train', '--stem', 'sequence', '--steps', '2', '--batch', '2', '--backend', 'wasm', '--config', cfg, '--out', out])).toBe(0);
+    const r = JSON.parse(c.out.at(-1)!) as { stem: string; steps: number; validation: Record<string, number>; predictions: string };
+    expect(r).toMatchObject({ stem: 'sequence', steps: 2, predictions: join(out, 'predictions.txt') });
+    expect(r.validation['bpb']).toBeGreaterThan(0);
+    expect(r.validation['unigramBpb']).toBeGreaterThan(0);
+    // The progress line and the validation line speak of bytes and bits per byte.
+    const log = stderr.join('');
+    expect(log).toMatch(/model: sequence stem, [\d,]+ parameters/);
+    expect(log).toMatch(/text: \d+ files, [\d,]+ training and [\d,]+ validation bytes/);
+    expect(log).toContain('bytes/s');
+    expect(log).toMatch(/validation @ step 2: loss [\d.]+, [\d.]+ bits per byte \(unigram [\d.]+\)/);
+    const saved = JSON.parse(readFileSync(join(out, 'config.json'), 'utf8')) as { model: { stemKind: string } };
+    expect(saved.model.stemKind).toBe('sequence');
+    expect(await main(['segment', '--checkpoint', out, '--volume', join(dir, 'v.zarr'), '--out', join(dir, 'p.zarr'), '--quiet'])).toBe(2);
+    expect(c.err.at(-1)).toContain('holds a sequence-stem model; segmentation needs a volume-stem (ink) model');
+  }, 60_000);
+
+  it('goe train: an unknown --stem, or --text without the sequence stem, is a usage error naming the flag', async () => {
+    const c = capture();
+    const out = join(mkdtempSync(join(tmpdir(), 'goe-cli-')), 'run');
+    expect(await main(['train', '--stem', 'audio', '--steps', '1', '--out', out])).toBe(2);
+    expect(c.err.at(-1)).toContain("--stem: expected one of volume, sequence, got 'audio'");
+    expect(await main(['train', '--text', 'README.md', '--steps', '1', '--out', out])).toBe(2);
+    expect(c.err.at(-1)).toContain('--text: applies to --stem sequence only');
+    expect(existsSync(out)).toBe(false);
+  });
 
   it('a config file with an unknown key stops before anything is written', async () => {
     const c = capture();

@@ -9,6 +9,7 @@ import { inspectVolume, parseRegion, ScrollIoOptionError } from '@goe/scroll-io'
 import { readFile } from 'node:fs/promises';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { resolveTrainConfig, DEFAULT_TRAIN_CONFIG, type DeepPartial, type TrainConfig } from './config.js';
+import { STEM_KINDS, type StemKind } from './spec.js';
 import { CheckpointError, ConfigError, NonFiniteLossError } from './errors.js';
 import { Progress } from './progress.js';
 import { segment } from './segment.js';
@@ -62,9 +63,11 @@ async function readConfigFile(path: string): Promise<Record<string, unknown>> {
 
 const commands: Record<string, Command> = {
   train: {
-    summary: 'train the ink model (volume stem -> encoder -> GoE layer -> ink head)',
-    usage: 'goe train [--steps N] [--seed S] [--backend NAME] [--router NAME] [--out DIR] [--config FILE.json]',
+    summary: 'train a model: volume stem -> encoder -> GoE layer -> ink head, or the sequence stem and a byte head',
+    usage: 'goe train [--stem volume|sequence] [--steps N] [--seed S] [--backend NAME] [--router NAME] [--out DIR] [--config FILE.json]',
     options: {
+      stem: { type: 'string' },
+      text: { type: 'string', multiple: true },
       steps: { type: 'string' },
       router: { type: 'string' },
       seed: { type: 'string' },
@@ -77,6 +80,8 @@ const commands: Record<string, Command> = {
       help: { type: 'boolean', short: 'h' },
     },
     help: {
+      stem: `input stem: volume (ink segmentation on the synthetic scroll or a Zarr volume) or sequence (masked-byte modelling of text, by default the project's own documentation); the encoder, GoE layer and training loop are the same (default ${DEFAULT_TRAIN_CONFIG.model.stemKind})`,
+      text: 'with --stem sequence: a UTF-8 text file to train on instead of the project documentation (repeat for several)',
       steps: `training steps (default ${DEFAULT_TRAIN_CONFIG.steps})`,
       seed: `seed for weights, phantom and patch sampling (default ${DEFAULT_TRAIN_CONFIG.seed}); the same seed gives the same loss curve on every backend`,
       backend: `tensor backend: ${BACKENDS} (default auto, or GOE_BACKEND)`,
@@ -100,6 +105,16 @@ const commands: Record<string, Command> = {
       if (typeof v['backend'] === 'string') partial.backend = v['backend'];
       if (typeof v['out'] === 'string') partial.out = v['out'];
       if (shape) partial.data = { ...(partial.data ?? {}), phantomShape: shape };
+      const stem = v['stem'];
+      if (typeof stem === 'string') {
+        if (!STEM_KINDS.includes(stem as StemKind)) throw new ConfigError('--stem', `expected one of ${STEM_KINDS.join(', ')}, got '${stem}'`);
+        partial.model = { ...(partial.model ?? {}), stemKind: stem as StemKind };
+      }
+      const text = v['text'] as unknown as string[] | undefined;
+      if (text) {
+        const data = partial.data ?? {};
+        partial.data = { ...data, text: { ...(data.text ?? {}), files: text } };
+      }
       const router = v['router'];
       if (typeof router === 'string') {
         if (!routerRegistry.keys().includes(router)) throw new ConfigError('--router', `expected one of ${routerRegistry.keys().join(', ')}, got '${router}'`);
@@ -111,6 +126,7 @@ const commands: Record<string, Command> = {
         partial.model = { ...model, core: { ...base, ...core, regularisers, router } };
       }
       const config = resolveTrainConfig(partial);
+      if (text && config.model.stemKind !== 'sequence') throw new ConfigError('--text', 'applies to --stem sequence only');
       const r = await train(config, { progressStream: v['quiet'] ? null : process.stderr });
       const first = r.history[0]?.['total'];
       const last = r.history[r.history.length - 1]?.['total'];
@@ -118,6 +134,7 @@ const commands: Record<string, Command> = {
       console.log(
         JSON.stringify({
           run: r.runDir,
+          stem: config.model.stemKind,
           backend: r.backend.name,
           steps: config.steps,
           firstLoss: first,
@@ -126,7 +143,7 @@ const commands: Record<string, Command> = {
           secondsPerStep: Number(r.secondsPerStep.toFixed(4)),
           checkpoint: r.checkpoint,
           lossCurve: r.lossCurvePng,
-          predictions: r.predictionsPng,
+          predictions: r.predictions,
         }),
       );
       return 0;

@@ -29,6 +29,39 @@ describe('resolveTrainConfig', () => {
   });
 });
 
+describe('the stem kind and the sequence settings', () => {
+  it('default to the volume stem; the sequence stem is chosen by model.stemKind', () => {
+    const c = resolveTrainConfig({});
+    expect(c.model.stemKind).toBe('volume');
+    expect(c.data.text).toEqual({ files: [], maskFraction: 0.15 });
+    const s = resolveTrainConfig({ model: { stemKind: 'sequence', sequenceLength: 64 }, data: { text: { files: ['a.md', 'b.md'] } } });
+    expect(s.model.stemKind).toBe('sequence');
+    expect(s.model.sequenceLength).toBe(64);
+    expect(s.data.text.files).toEqual(['a.md', 'b.md']);
+  });
+
+  it('names an unknown stem kind, a bad sequence setting or a bad field of either stem', () => {
+    expect(() => resolveTrainConfig({ model: { stemKind: 'audio' as never } })).toThrow(/^model\.stemKind: expected one of volume, sequence, got 'audio'/);
+    expect(() => resolveTrainConfig({ model: { stemKind: 'sequence', sequenceLength: 0 } })).toThrow(/^model\.sequenceLength: expected a positive integer/);
+    expect(() => resolveTrainConfig({ data: { text: { maskFraction: 0 } } })).toThrow(/^data\.text\.maskFraction/);
+    expect(() => resolveTrainConfig({ data: { text: { files: 'README.md' as never } } })).toThrow(/^data\.text\.files: expected a list of file paths/);
+    expect(() => resolveTrainConfig({ data: { text: { file: [] } as never } })).toThrow(/^data\.text\.file: unknown key/);
+    // Each stem's own fields are checked by its package, named under model.stem, before anything runs.
+    expect(() => resolveTrainConfig({ model: { stemKind: 'sequence', stem: { kernel: 0 } } })).toThrow(ConfigError);
+    expect(() => resolveTrainConfig({ model: { stemKind: 'sequence', stem: { kernel: 0 } } })).toThrow(/^model\.stem\.kernel: must be an integer >= 1; got 0/);
+    expect(() => resolveTrainConfig({ model: { stemKind: 'sequence', stem: { cell: 4 } } })).toThrow(/^model\.stem\.cell: must be a known key/);
+    expect(() => resolveTrainConfig({ model: { stem: { kernel: 3 } } })).toThrow(/^model\.stem\.kernel/);
+    expect(() => resolveTrainConfig({ model: { encoder: { heads: 5 } } })).toThrow(/^model\.encoder\.heads/);
+    expect(() => resolveTrainConfig({ model: { stemKind: 'sequence', byteHead: { norm: 1 } } })).toThrow(/^model\.byteHead\.norm/);
+  });
+
+  it('checks the patch against the phantom only for the volume stem', () => {
+    const phantomShape: [number, number, number] = [8, 8, 8];
+    expect(() => resolveTrainConfig({ data: { phantomShape } })).toThrow(/^model\.patch/);
+    expect(resolveTrainConfig({ data: { phantomShape }, model: { stemKind: 'sequence' } }).model.stemKind).toBe('sequence');
+  });
+});
+
 describe('learningRate', () => {
   const o = { ...DEFAULT_TRAIN_CONFIG.optim, lr: 1, warmupSteps: 10, minLrFraction: 0.1 };
   it('warms up linearly, then follows a cosine to the floor', () => {

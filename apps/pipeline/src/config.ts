@@ -5,10 +5,25 @@
  */
 import { PHANTOM_PRESETS, type PhantomPreset } from '@goe/phantom';
 import { ConfigError } from './errors.js';
+import { STEM_KINDS, resolveModelSpec, type StemKind } from './spec.js';
 
-/** Where training patches come from. */
+/** Text for the sequence stem's masked-byte modelling task. */
+export interface TextDataConfig {
+  /**
+   * UTF-8 text files to train on. Empty (the default): the project's own documentation, found at run
+   * time (the repository's README.md, packages/*\/README.md and apps/*\/README.md).
+   */
+  files: string[];
+  /** Fraction of each window's bytes that are masked and predicted. */
+  maskFraction: number;
+}
+
+/** Where training patches (volume stem) or windows (sequence stem) come from. */
 export interface DataConfig {
-  /** `phantom`: generate the synthetic scroll into the run folder; `zarr`: read `volume` + `inkLabels`. */
+  /**
+   * Volume stem only. `phantom`: generate the synthetic scroll into the run folder; `zarr`: read
+   * `volume` + `inkLabels`.
+   */
   source: 'phantom' | 'zarr';
   /** Phantom size `[D, H, W]` in voxels (source `phantom`). */
   phantomShape: [number, number, number];
@@ -19,26 +34,38 @@ export interface DataConfig {
   /** Path of the ink label array beside it (source `zarr`). */
   inkLabels: string;
   /**
-   * Fraction of the volume's z extent (the scroll axis) held out for validation: training patches come
-   * from z < (1 - f) D, validation patches from the slab above, so the two never overlap.
+   * Fraction held out for validation, so that training and validation never overlap. Volumes: the top
+   * of the z extent (the scroll axis): training patches come from z < (1 - f) D, validation patches
+   * from the slab above. Text: the last f of every file's bytes.
    */
   validationFraction: number;
-  /** Patches read ahead of the training step. */
+  /** Patches read ahead of the training step (volume stem). */
   prefetch: number;
+  /** Sequence stem only: the text and its masking. */
+  text: TextDataConfig;
 }
 
-/** The model: patch size and each package's partial config (validated by that package). */
+/** The model: stem kind, input size and each package's partial config (validated by that package). */
 export interface ModelConfig {
+  /**
+   * `volume`: volume stem -> encoder -> GoE layer -> ink head, on scroll patches; `sequence`: sequence
+   * stem -> the same encoder and GoE layer -> byte head, on masked-byte modelling of text.
+   */
+  stemKind: StemKind;
   /** Patch shape `[D, H, W]` in voxels fed to the volume stem. */
   patch: [number, number, number];
+  /** Bytes per window fed to the sequence stem (one token per byte). */
+  sequenceLength: number;
   /** Token width d shared by stem, encoder, core and head. */
   width: number;
   /** Aux routing-feature width da. */
   auxWidth: number;
+  /** The chosen stem's config (`@goe/volume-stem` or `@goe/sequence-stem`). */
   stem: Record<string, unknown>;
   encoder: Record<string, unknown>;
   core: Record<string, unknown>;
   inkHead: Record<string, unknown>;
+  byteHead: Record<string, unknown>;
   /** Weight of the router's auxiliary losses in the total. */
   auxLossWeight: number;
 }
@@ -90,15 +117,19 @@ export const DEFAULT_TRAIN_CONFIG: TrainConfig = {
     inkLabels: '',
     validationFraction: 1 / 3,
     prefetch: 4,
+    text: { files: [], maskFraction: 0.15 },
   },
   model: {
+    stemKind: 'volume',
     patch: [16, 32, 32],
+    sequenceLength: 128,
     width: 32,
     auxWidth: 8,
     stem: {},
     encoder: {},
     core: {},
     inkHead: {},
+    byteHead: {},
     auxLossWeight: 1,
   },
   optim: { lr: 3e-3, warmupSteps: 20, minLrFraction: 0.1, clipNorm: 1, beta1: 0.9, beta2: 0.999 },
@@ -123,13 +154,13 @@ function describe(v: unknown): string {
 
 /**
  * Merges `partial` over the defaults, checking every key against the default's type. Objects under
- * `model.{stem,encoder,core,inkHead}` pass through (their packages validate them).
+ * `model.{stem,encoder,core,inkHead,byteHead}` pass through (their packages validate them).
  */
 function merge(defaults: unknown, partial: unknown, path: string): unknown {
   if (partial === undefined) return defaults;
   if (isPlainObject(defaults)) {
     if (!isPlainObject(partial)) throw new ConfigError(path, `expected an object, got ${describe(partial)}`);
-    const opaque = /^model\.(stem|encoder|core|inkHead)$/.test(path);
+    const opaque = /^model\.(stem|encoder|core|inkHead|byteHead)$/.test(path);
     if (opaque) return { ...partial };
     const out: Record<string, unknown> = {};
     for (const key of Object.keys(partial)) {
@@ -142,6 +173,12 @@ function merge(defaults: unknown, partial: unknown, path: string): unknown {
     }
     for (const [k, dv] of Object.entries(defaults)) out[k] = merge(dv, partial[k], path ? `${path}.${k}` : k);
     return out;
+  }
+  if (path === 'data.text.files') {
+    if (!Array.isArray(partial) || !partial.every((x) => typeof x === 'string' && x.length > 0)) {
+      throw new ConfigError(path, `expected a list of file paths, got ${describe(partial)}`);
+    }
+    return [...partial];
   }
   if (Array.isArray(defaults)) {
     if (
@@ -181,6 +218,13 @@ export function resolveTrainConfig(partial: DeepPartial<TrainConfig> | Record<st
   positiveInt(c.data.prefetch, 'data.prefetch', true);
   positiveInt(c.model.width, 'model.width');
   positiveInt(c.model.auxWidth, 'model.auxWidth');
+  positiveInt(c.model.sequenceLength, 'model.sequenceLength');
+  if (!STEM_KINDS.includes(c.model.stemKind)) {
+    throw new ConfigError('model.stemKind', `expected one of ${STEM_KINDS.join(', ')}, got ${describe(c.model.stemKind)}`);
+  }
+  if (!(c.data.text.maskFraction > 0 && c.data.text.maskFraction <= 1)) {
+    throw new ConfigError('data.text.maskFraction', `expected a number in (0, 1], got ${c.data.text.maskFraction}`);
+  }
   if (!['phantom', 'zarr'].includes(c.data.source)) {
     throw new ConfigError('data.source', `expected 'phantom' or 'zarr', got ${describe(c.data.source)}`);
   }
@@ -190,7 +234,7 @@ export function resolveTrainConfig(partial: DeepPartial<TrainConfig> | Record<st
       `expected one of ${Object.keys(PHANTOM_PRESETS).join(', ')}, got ${describe(c.data.phantomPreset)}`,
     );
   }
-  if (c.data.source === 'zarr' && (!c.data.volume || !c.data.inkLabels)) {
+  if (c.model.stemKind === 'volume' && c.data.source === 'zarr' && (!c.data.volume || !c.data.inkLabels)) {
     throw new ConfigError('data.volume', `source 'zarr' needs data.volume and data.inkLabels`);
   }
   if (!(c.data.validationFraction > 0 && c.data.validationFraction < 1)) {
@@ -205,13 +249,15 @@ export function resolveTrainConfig(partial: DeepPartial<TrainConfig> | Record<st
   const [pd, ph, pw] = c.model.patch;
   const [sd, sh, sw] = c.data.phantomShape;
   const valD = Math.floor(sd * c.data.validationFraction);
-  if (c.data.source === 'phantom' && (pd > valD || pd > sd - valD || ph > sh || pw > sw)) {
+  if (c.model.stemKind === 'volume' && c.data.source === 'phantom' && (pd > valD || pd > sd - valD || ph > sh || pw > sw)) {
     throw new ConfigError(
       'model.patch',
       `patch ${c.model.patch.join('x')} does not fit the phantom ${c.data.phantomShape.join('x')} ` +
         `split into ${sd - valD} training and ${valD} validation slices along z`,
     );
   }
+  // Every part's own checks, now, so that a bad stem or encoder field stops before anything is written.
+  resolveModelSpec(c.model);
   return c;
 }
 

@@ -1,5 +1,6 @@
 /**
- * @goe/pipeline: the `goe` command's building blocks — configs, the training loop, checkpoints,
+ * @goe/pipeline: the `goe` command's building blocks — configs, the training loop and its tasks (ink
+ * segmentation behind the volume stem, masked-byte modelling behind the sequence stem), checkpoints,
  * segmentation, plots — for use from scripts as well as from the CLI.
  */
 export { main, mainHelp } from './cli.js';
@@ -11,12 +12,48 @@ export {
   type DeepPartial,
   type ModelConfig,
   type OptimConfig,
+  type TextDataConfig,
   type TrainConfig,
 } from './config.js';
 export { CheckpointError, ConfigError, NonFiniteLossError } from './errors.js';
-export { CHECKPOINT_FORMAT, assignVariables, loadCheckpoint, saveCheckpoint, type CheckpointManifest } from './checkpoint.js';
-export { InkModel, normaliseIntensity, patchBatch, type InkForward, type PatchBatch } from './model.js';
+export {
+  CHECKPOINT_FORMAT,
+  assignVariables,
+  loadCheckpoint,
+  loadModel,
+  saveCheckpoint,
+  saveModelCheckpoint,
+  type CheckpointManifest,
+  type ModelCheckpointInput,
+  type RestoredModel,
+} from './checkpoint.js';
+export { findProjectRoot, projectDocumentation, readTextFiles, type TextFile } from './docs.js';
+export {
+  ByteModel,
+  InkModel,
+  buildModel,
+  buildTrunk,
+  normaliseIntensity,
+  patchBatch,
+  type ByteForward,
+  type InkForward,
+  type PatchBatch,
+  type PipelineModel,
+  type Trunk,
+} from './model.js';
 export { lineChartSvg, niceTicks, writeLineChartPng, type LineChartOptions, type Series } from './plot.js';
 export { Progress, formatDuration } from './progress.js';
 export { segment, type SegmentOptions, type SegmentResult } from './segment.js';
-export { train, type MetricsRecord, type TrainOptions, type TrainResult } from './train.js';
+export { sequenceTask, type WindowBatch } from './sequence-task.js';
+export {
+  STEM_KINDS,
+  resolveModelSpec,
+  restoreModelSpec,
+  type ModelSpec,
+  type SequenceModelSpec,
+  type StemKind,
+  type VolumeModelSpec,
+} from './spec.js';
+export type { LossParts, TrainTask, ValidationResult } from './task.js';
+export { createTask, prepareRun, runTraining, train, type MetricsRecord, type TrainOptions, type TrainResult } from './train.js';
+export { volumeTask } from './volume-task.js';

@@ -4,13 +4,12 @@
  * (0-255) into a Zarr array of the same shape, chunked like the tiles. The output is built in a
  * temporary folder and renamed into place at the end, so a failed run leaves no partial output.
  */
-import { initBackend, makeRng, tf, type BackendChoice } from '@goe/tf';
+import { initBackend, tf, type BackendChoice } from '@goe/tf';
 import { createVolume, openVolume, replaceDirectory } from '@goe/scroll-io';
 import { existsSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
-import { join, resolve } from 'node:path';
-import { assignVariables, loadCheckpoint } from './checkpoint.js';
-import { resolveTrainConfig } from './config.js';
+import { resolve } from 'node:path';
+import { loadModel } from './checkpoint.js';
 import { ConfigError } from './errors.js';
 import { InkModel, normaliseIntensity } from './model.js';
 import { Progress } from './progress.js';
@@ -48,14 +47,13 @@ function dtypeMax(dtype: string): number {
 /** Writes an ink-probability volume for `volume` with the model in `checkpoint`. */
 export async function segment(o: SegmentOptions): Promise<SegmentResult> {
   const backend = await initBackend({ backend: o.backend });
-  const ckptDir = existsSync(join(o.checkpoint, 'checkpoint', 'manifest.json'))
-    ? join(o.checkpoint, 'checkpoint')
-    : o.checkpoint;
-  const ckpt = await loadCheckpoint(ckptDir);
-  const config = resolveTrainConfig(ckpt.manifest.config as Record<string, unknown>);
-  const model = new InkModel(config.model, makeRng(config.seed));
-  const modelVars = new Map([...model.variables()].map(([k, v]) => [`model/${k}`, v]));
-  assignVariables(ckpt, modelVars, ckptDir);
+  const restored = await loadModel(o.checkpoint);
+  const { config } = restored;
+  if (!(restored.model instanceof InkModel)) {
+    restored.model.dispose();
+    throw new ConfigError('--checkpoint', `${o.checkpoint} holds a ${restored.spec.stemKind}-stem model; segmentation needs a volume-stem (ink) model`);
+  }
+  const model = restored.model;
 
   const vol = await openVolume(o.volume);
   if (vol.shape.length !== 3) {
@@ -95,7 +93,7 @@ export async function segment(o: SegmentOptions): Promise<SegmentResult> {
       chunks: [...patch],
       dtype: 'uint8',
       fillValue: 0,
-      attributes: { goe: { kind: 'ink-probability', scale: '0-255', checkpoint: resolve(ckptDir), source: resolve(o.volume) } },
+      attributes: { goe: { kind: 'ink-probability', scale: '0-255', checkpoint: resolve(restored.dir), source: resolve(o.volume) } },
     });
     for (let i = 0; i < origins.length; i += batch) {
       const group = origins.slice(i, i + batch);

@@ -7,29 +7,15 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import sharp from 'sharp';
 import { assignVariables, loadCheckpoint } from './checkpoint.js';
-import { resolveTrainConfig, type DeepPartial, type TrainConfig } from './config.js';
+import { resolveTrainConfig } from './config.js';
 import { InkModel, normaliseIntensity } from './model.js';
 import { segment } from './segment.js';
+import { smallTrainConfig } from './small-config.js';
+import { resolveModelSpec, type VolumeModelSpec } from './spec.js';
 import { train, type TrainResult } from './train.js';
 
 /** Small enough for CI: 8x32x32 patches of a 24x64x64 phantom. */
-function small(out: string, over: DeepPartial<TrainConfig> = {}): TrainConfig {
-  return resolveTrainConfig({
-    steps: 40,
-    batch: 4,
-    seed: 3,
-    backend: 'wasm',
-    out,
-    logEvery: 1,
-    validateEvery: 0,
-    checkpointEvery: 0,
-    validationPatches: 4,
-    data: { phantomShape: [24, 64, 64], validationFraction: 1 / 3 },
-    model: { patch: [8, 32, 32], width: 16, auxWidth: 8 },
-    optim: { lr: 5e-3, warmupSteps: 5 },
-    ...over,
-  });
-}
+const small = smallTrainConfig;
 
 let run: TrainResult;
 const liveTensors: number[] = [];
@@ -124,7 +110,7 @@ describe('goe segment', () => {
     // Independent path: load the checkpoint into a fresh model, run one edge tile, compare.
     const ckpt = await loadCheckpoint(join(run.runDir, 'checkpoint'));
     const config = resolveTrainConfig(ckpt.manifest.config as Record<string, unknown>);
-    const model = new InkModel(config.model, makeRng(config.seed));
+    const model = new InkModel(resolveModelSpec(config.model) as VolumeModelSpec, makeRng(config.seed));
     assignVariables(ckpt, new Map([...model.variables()].map(([k, v]) => [`model/${k}`, v])), 'test');
     const origin = [8, 32, 32];
     const src = await openVolume(synth.image);

@@ -1,22 +1,25 @@
 /**
- * The training loop: patches stream from the volume through scroll-io's prefetching sampler into
- * volume stem -> encoder -> GoE layer -> ink head; Adam with warm-up, cosine decay and global-norm
- * clipping; a progress line, `metrics.jsonl`, periodic validation, atomic checkpoints and a loss-curve
- * PNG in the run folder.
+ * The training loop, one for every stem: batches from a task (volume patches or masked byte windows)
+ * go through stem -> encoder -> GoE layer -> head; Adam with warm-up, cosine decay and global-norm
+ * clipping; a progress line, `metrics.jsonl`, periodic validation with routing pictures, atomic
+ * checkpoints (weights, optimiser state, the training config and the resolved model spec) and a
+ * loss-curve PNG in the run folder.
  */
 import { Adam, initBackend, makeRng, tf, type BackendChoice } from '@goe/tf';
-import { atomicWriteFile, openVolume, PatchSampler, type Volume } from '@goe/scroll-io';
+import { atomicWriteFile } from '@goe/scroll-io';
 import { summarizeProvenance, writeProvenancePictures } from '@goe/core';
-import { resolvePhantomConfig, writePhantom } from '@goe/phantom';
-import { inkMetrics } from '@goe/head-ink';
 import { mkdir, writeFile, appendFile, rm } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { learningRate, type TrainConfig } from './config.js';
-import { saveCheckpoint } from './checkpoint.js';
+import { saveModelCheckpoint } from './checkpoint.js';
 import { NonFiniteLossError } from './errors.js';
-import { InkModel, patchBatch, type PatchBatch } from './model.js';
-import { writeInkPanelsPng, writeLineChartPng } from './plot.js';
+import { buildModel, type ByteModel, type InkModel, type Trunk } from './model.js';
+import { writeLineChartPng } from './plot.js';
 import { Progress } from './progress.js';
+import { sequenceTask } from './sequence-task.js';
+import { resolveModelSpec } from './spec.js';
+import type { TrainTask } from './task.js';
+import { volumeTask } from './volume-task.js';
 
 /** One `metrics.jsonl` record. */
 export interface MetricsRecord {
@@ -33,8 +36,12 @@ export interface TrainResult {
   validation: MetricsRecord[];
   checkpoint: string;
   lossCurvePng: string;
-  /** Middle slices of validation patches: image, label, prediction, overlay. */
-  predictionsPng: string;
+  /**
+   * The last validation's example predictions: `predictions.png` (middle slices of validation patches:
+   * image, label, prediction, overlay) for the volume stem, `predictions.txt` (masked windows, the
+   * truth and the model's guesses) for the sequence stem.
+   */
+  predictions: string;
   /** Mean seconds per step over the run. */
   secondsPerStep: number;
 }
@@ -44,39 +51,6 @@ export interface TrainOptions {
   progressStream?: NodeJS.WriteStream | null;
   /** Called after each logged step (tests stop early or inspect values). */
   onLog?: (r: MetricsRecord) => void;
-}
-
-interface DataSources {
-  volume: Volume;
-  ink: Volume;
-  /** Training region (z below the validation slab) and validation region. */
-  trainRegion: { offset: number[]; shape: number[] };
-  valRegion: { offset: number[]; shape: number[] };
-}
-
-async function prepareData(c: TrainConfig, runDir: string): Promise<DataSources> {
-  let volumePath = c.data.volume;
-  let inkPath = c.data.inkLabels;
-  if (c.data.source === 'phantom') {
-    const pc = resolvePhantomConfig({ shape: c.data.phantomShape, seed: c.seed, preset: c.data.phantomPreset });
-    const written = await writePhantom(join(runDir, 'data'), pc, { overwrite: true });
-    volumePath = written.image;
-    inkPath = written.labels.ink;
-  }
-  const volume = await openVolume(volumePath);
-  const ink = await openVolume(inkPath);
-  if (volume.shape.join(',') !== ink.shape.join(',')) {
-    throw new Error(`ink labels ${inkPath} have shape [${ink.shape}] but the volume ${volumePath} has [${volume.shape}]`);
-  }
-  const [D, H, W] = volume.shape as [number, number, number];
-  const valD = Math.floor(D * c.data.validationFraction);
-  return {
-    volume,
-    ink,
-    trainRegion: { offset: [0, 0, 0], shape: [D - valD, H, W] },
-    valRegion: { offset: [D - valD, 0, 0], shape: [valD, H, W] },
-  };
-
 }
 
 function globalNormClip(grads: tf.NamedTensorMap, maxNorm: number): { grads: tf.NamedTensorMap; norm: tf.Scalar } {
@@ -93,46 +67,52 @@ function globalNormClip(grads: tf.NamedTensorMap, maxNorm: number): { grads: tf.
 }
 
 /**
- * Trains the ink model per `c` and writes the run folder (`checkpoint/`, `metrics.jsonl`,
- * `loss.png`, `config.json`).
+ * Starts a run: chooses the backend, creates `c.out` and writes `config.json` and a fresh
+ * `metrics.jsonl` there.
  */
-export async function train(c: TrainConfig, options: TrainOptions = {}): Promise<TrainResult> {
+export async function prepareRun(c: TrainConfig): Promise<{ runDir: string; backend: BackendChoice }> {
   const backend = await initBackend({ backend: c.backend === 'auto' ? undefined : c.backend });
   const runDir = resolve(c.out);
   await mkdir(runDir, { recursive: true });
-  const metricsPath = join(runDir, 'metrics.jsonl');
-  await rm(metricsPath, { force: true });
+  await rm(join(runDir, 'metrics.jsonl'), { force: true });
   await writeFile(join(runDir, 'config.json'), `${JSON.stringify(c, null, 2)}\n`);
+  return { runDir, backend };
+}
 
-  const data = await prepareData(c, runDir);
-  const rng = makeRng(c.seed);
-  const model = new InkModel(c.model, rng);
-  const sampler = new PatchSampler({
-    volume: data.volume,
-    labels: { ink: data.ink },
-    patchShape: c.model.patch,
-    region: data.trainRegion,
-    seed: c.seed,
-    prefetch: c.data.prefetch,
-  });
-  // A fixed validation set: the same patches every time, from the held-out slab.
-  const valSampler = new PatchSampler({
-    volume: data.volume,
-    labels: { ink: data.ink },
-    patchShape: c.model.patch,
-    region: data.valRegion,
-    seed: c.seed + 1,
-    prefetch: 0,
-  });
-  const valBatches: PatchBatch[] = [];
-  for (let i = 0; i < c.validationPatches; i += c.batch) {
-    const n = Math.min(c.batch, c.validationPatches - i);
-    const patches = [];
-    for (let j = 0; j < n; j++) patches.push(await valSampler.next());
-    valBatches.push(patchBatch(patches, c.model.patch));
+/**
+ * The task `c.model.stemKind` names, for a model built from `c` (around `trunk` when given, so one
+ * encoder and GoE layer can train behind either stem).
+ */
+export async function createTask(c: TrainConfig, runDir: string, trunk?: Trunk): Promise<TrainTask<unknown>> {
+  const model = buildModel(resolveModelSpec(c.model), makeRng(c.seed), trunk);
+  try {
+    const task =
+      model.spec.stemKind === 'sequence'
+        ? await sequenceTask(c, runDir, model as ByteModel)
+        : await volumeTask(c, runDir, model as InkModel);
+    return task as TrainTask<unknown>;
+  } catch (err) {
+    // The model's variables are not the caller's yet; the shared trunk stays the caller's.
+    if (trunk) for (const part of [model.stem, model.head]) part.dispose();
+    else model.dispose();
+    throw err;
   }
-  valSampler.close();
+}
 
+/**
+ * Trains `task.model` on `task` per `c` in `runDir` (see `prepareRun`), writing `metrics.jsonl`,
+ * validation outputs, `routing/`, `checkpoint/` and `loss.png`. The model is left to the caller (it may
+ * share its trunk with another); the task is closed.
+ */
+export async function runTraining<B>(
+  task: TrainTask<B>,
+  c: TrainConfig,
+  run: { runDir: string; backend: BackendChoice },
+  options: TrainOptions = {},
+): Promise<TrainResult> {
+  const { runDir, backend } = run;
+  const { model } = task;
+  const metricsPath = join(runDir, 'metrics.jsonl');
   const optimizer = new Adam({ beta1: c.optim.beta1, beta2: c.optim.beta2 });
   const vars = model.variables();
   const trainable = new Map([...vars].filter(([, v]) => v.trainable));
@@ -141,168 +121,127 @@ export async function train(c: TrainConfig, options: TrainOptions = {}): Promise
   const progress =
     options.progressStream === null
       ? undefined
-      : new Progress({ total: c.steps, unit: 'patches', perStep: c.batch, every: c.logEvery, stream: options.progressStream });
-  progress?.log(`model: ${model.parameterCount().toLocaleString('en')} parameters; run folder ${runDir}`);
+      : new Progress({ total: c.steps, unit: task.unit, perStep: task.perStep, every: c.logEvery, stream: options.progressStream });
+  progress?.log(`model: ${model.spec.stemKind} stem, ${model.parameterCount().toLocaleString('en')} parameters; run folder ${runDir}`);
+  progress?.log(task.description);
 
   const history: MetricsRecord[] = [];
   const validation: MetricsRecord[] = [];
   const ckptDir = join(runDir, 'checkpoint');
   let lastCheckpoint: string | undefined;
   const t0 = performance.now();
-
-  const predictionsPng = join(runDir, 'predictions.png');
   const routingDir = join(runDir, 'routing');
+
   const validate = async (step: number): Promise<void> => {
-    const probs: Float32Array[] = [];
-    const labels: Uint8Array[] = [];
-    let lossSum = 0;
-    for (const b of valBatches) {
-      const out = tf.tidy(() => {
-        const f = model.forward(b.x, { training: false });
-        const l = model.loss(f, b.ink);
-        return { prob: tf.sigmoid(f.logits), loss: l.total };
-      });
-      probs.push((await out.prob.data()) as Float32Array);
-      labels.push(b.inkLabels);
-      lossSum += (await out.loss.data())[0] as number;
-      tf.dispose([out.prob, out.loss]);
-    }
-    const prob = concatF32(probs);
-    const label = concatU8(labels);
-    const first = valBatches[0];
-    if (first) {
-      const [pd, ph, pw] = c.model.patch;
-      const b = first.inkLabels.length / (pd * ph * pw);
-      await writeInkPanelsPng(predictionsPng, {
-        image: first.image,
-        label: first.inkLabels,
-        prob: (probs[0] as Float32Array).subarray(0, first.inkLabels.length),
-        shape: [b, pd, ph, pw],
-      });
-      // How the validation patches were routed: the learned expert graph, the transitions between
-      // experts from cycle to cycle and the expert load, as pictures and a JSON summary.
-      const arrays = await model.routing(first.x);
-      const summary = summarizeProvenance(arrays, { router: model.core.config.router, k: model.core.config.k });
-      await writeProvenancePictures(routingDir, arrays, summary);
-      await atomicWriteFile(join(routingDir, 'summary.json'), `${JSON.stringify(summary, null, 2)}\n`);
-    }
-    const m = inkMetrics(prob, label);
-    const rec: MetricsRecord = {
-      step,
-      split: 'val',
-      loss: lossSum / valBatches.length,
-      f05: m.f05,
-      precision: m.precision,
-      recall: m.recall,
-      auc: m.auc,
-      threshold: m.threshold,
-    };
+    const v = await task.validate(step);
+    // How the validation inputs were routed: the learned expert graph, the transitions between
+    // experts from cycle to cycle and the expert load, as pictures and a JSON summary.
+    const arrays = await task.routing();
+    const summary = summarizeProvenance(arrays, { router: model.core.config.router, k: model.core.config.k });
+    await writeProvenancePictures(routingDir, arrays, summary);
+    await atomicWriteFile(join(routingDir, 'summary.json'), `${JSON.stringify(summary, null, 2)}\n`);
+    const rec: MetricsRecord = { step, split: 'val', ...v.metrics };
     validation.push(rec);
     await appendFile(metricsPath, `${JSON.stringify(rec)}\n`);
-    progress?.log(
-      `validation @ step ${step}: loss ${rec.loss.toString().slice(0, 6)}, F0.5 ${m.f05.toFixed(3)} (threshold ${m.threshold.toFixed(2)}), AUC ${m.auc.toFixed(3)}`,
-    );
+    progress?.log(`validation @ step ${step}: ${v.line}`);
   };
 
   const checkpoint = async (step: number): Promise<void> => {
-    const tensors = new Map<string, tf.Tensor>();
-    for (const [k, v] of vars) tensors.set(`model/${k}`, v);
     const opt = optimizer.state();
-    for (const [k, t] of opt.tensors) tensors.set(`optimizer/${k}`, t);
-    await saveCheckpoint(ckptDir, {
+    await saveModelCheckpoint(ckptDir, {
       step,
       config: c,
-      tensors,
-      state: { sampler: sampler.state(), optimizerSteps: opt.steps, backend: backend.name },
+      model,
+      optimizer: opt.tensors,
+      state: { sampler: task.state(), optimizerSteps: opt.steps, backend: backend.name },
     });
     lastCheckpoint = ckptDir;
   };
 
-  for (let step = 0; step < c.steps; step++) {
-    const patches = [];
-    for (let j = 0; j < c.batch; j++) patches.push(await sampler.next());
-    const batch = patchBatch(patches, c.model.patch);
-    const lr = learningRate(c.optim, step, c.steps);
+  try {
+    for (let step = 0; step < c.steps; step++) {
+      const batch = await task.nextBatch();
+      const lr = learningRate(c.optim, step, c.steps);
 
-    const { parts, gradNorm } = tf.tidy(() => {
-      let partsInner: Record<string, tf.Scalar> = {};
-      const { value, grads } = tf.variableGrads(() => {
-        const f = model.forward(batch.x, { training: true });
-        const l = model.loss(f, batch.ink);
-        partsInner = Object.fromEntries(Object.entries(l).map(([k, v]) => [k, tf.keep(v)]));
-        return l.total;
-      }, [...trainable.values()]);
-      const clipped = globalNormClip(grads, c.optim.clipNorm);
-      const byPath = new Map<string, tf.Tensor>();
-      for (const [name, g] of Object.entries(clipped.grads)) byPath.set(pathOf.get(name) ?? name, g);
-      optimizer.apply(trainable, byPath, lr);
-      tf.keep(value);
-      return { parts: partsInner, gradNorm: tf.keep(clipped.norm) };
-    });
-    tf.dispose([batch.x, batch.ink]);
+      const { parts, gradNorm } = tf.tidy(() => {
+        let partsInner: Record<string, tf.Scalar> = {};
+        const { value, grads } = tf.variableGrads(() => {
+          const l = task.losses(batch, true);
+          partsInner = Object.fromEntries(Object.entries(l).map(([k, v]) => [k, tf.keep(v)]));
+          return l.total;
+        }, [...trainable.values()]);
+        const clipped = globalNormClip(grads, c.optim.clipNorm);
+        const byPath = new Map<string, tf.Tensor>();
+        for (const [name, g] of Object.entries(clipped.grads)) byPath.set(pathOf.get(name) ?? name, g);
+        optimizer.apply(trainable, byPath, lr);
+        tf.keep(value);
+        return { parts: partsInner, gradNorm: tf.keep(clipped.norm) };
+      });
+      task.disposeBatch(batch);
 
-    const logNow = (step + 1) % c.logEvery === 0 || step === 0 || step === c.steps - 1;
-    if (logNow) {
-      const rec: MetricsRecord = { step: step + 1, split: 'train', lr };
-      for (const [k, v] of Object.entries(parts)) {
-        const val = (await v.data())[0] as number;
-        if (!Number.isFinite(val)) throw new NonFiniteLossError(step + 1, k, val, lastCheckpoint);
-        rec[k] = val;
+      const logNow = (step + 1) % c.logEvery === 0 || step === 0 || step === c.steps - 1;
+      if (logNow) {
+        const rec: MetricsRecord = { step: step + 1, split: 'train', lr };
+        for (const [k, v] of Object.entries(parts)) {
+          const val = (await v.data())[0] as number;
+          if (!Number.isFinite(val)) throw new NonFiniteLossError(step + 1, k, val, lastCheckpoint);
+          rec[k] = val;
+        }
+        rec['gradNorm'] = (await gradNorm.data())[0] as number;
+        rec['seconds'] = (performance.now() - t0) / 1000;
+        history.push(rec);
+        await appendFile(metricsPath, `${JSON.stringify(rec)}\n`);
+        options.onLog?.(rec);
+        const shown: Record<string, number> = { loss: rec['total'] as number };
+        for (const k of task.shown) if (typeof rec[k] === 'number') shown[k] = rec[k] as number;
+        progress?.update(step + 1, shown);
       }
-      rec['gradNorm'] = (await gradNorm.data())[0] as number;
-      rec['seconds'] = (performance.now() - t0) / 1000;
-      history.push(rec);
-      await appendFile(metricsPath, `${JSON.stringify(rec)}\n`);
-      options.onLog?.(rec);
-      const shown: Record<string, number> = { loss: rec['total'] as number };
-      for (const k of ['bce', 'dice', 'router']) if (typeof rec[k] === 'number') shown[k] = rec[k] as number;
-      progress?.update(step + 1, shown);
+      tf.dispose([...Object.values(parts), gradNorm]);
+
+      if (c.validateEvery > 0 && (step + 1) % c.validateEvery === 0 && step + 1 < c.steps) await validate(step + 1);
+      if (c.checkpointEvery > 0 && (step + 1) % c.checkpointEvery === 0 && step + 1 < c.steps) await checkpoint(step + 1);
     }
-    tf.dispose([...Object.values(parts), gradNorm]);
+    const secondsPerStep = (performance.now() - t0) / 1000 / c.steps;
+    progress?.done();
+    await validate(c.steps);
+    await checkpoint(c.steps);
 
-    if (c.validateEvery > 0 && (step + 1) % c.validateEvery === 0 && step + 1 < c.steps) await validate(step + 1);
-    if (c.checkpointEvery > 0 && (step + 1) % c.checkpointEvery === 0 && step + 1 < c.steps) await checkpoint(step + 1);
+    const lossCurvePng = join(runDir, 'loss.png');
+    const x = history.map((r) => r.step);
+    const plotted = task.plotted;
+    await writeLineChartPng(
+      lossCurvePng,
+      [
+        { name: 'train loss', x, y: history.map((r) => r['total'] as number) },
+        ...(plotted && history[0] && plotted.key in history[0]
+          ? [{ name: plotted.name, x, y: history.map((r) => r[plotted.key] as number) }]
+          : []),
+        { name: 'validation loss', x: validation.map((r) => r.step), y: validation.map((r) => r['loss'] as number) },
+      ],
+      {
+        title: `Training loss (${model.spec.stemKind} stem, ${backend.name}, seed ${c.seed})`,
+        xLabel: 'step',
+        yLabel: 'loss',
+        logY: true,
+      },
+    );
+    return { runDir, backend, history, validation, checkpoint: ckptDir, lossCurvePng, predictions: task.predictions, secondsPerStep };
+  } finally {
+    optimizer.dispose();
+    task.close();
   }
-  const secondsPerStep = (performance.now() - t0) / 1000 / c.steps;
-  progress?.done();
-  await validate(c.steps);
-  await checkpoint(c.steps);
-  sampler.close();
-
-  const lossCurvePng = join(runDir, 'loss.png');
-  const x = history.map((r) => r.step);
-  await writeLineChartPng(
-    lossCurvePng,
-    [
-      { name: 'train loss', x, y: history.map((r) => r['total'] as number) },
-      ...(history[0] && 'bce' in history[0]
-        ? [{ name: 'train BCE', x, y: history.map((r) => r['bce'] as number) }]
-        : []),
-      { name: 'validation loss', x: validation.map((r) => r.step), y: validation.map((r) => r['loss'] as number) },
-    ],
-    { title: `Training loss (${backend.name}, seed ${c.seed})`, xLabel: 'step', yLabel: 'loss', logY: true },
-  );
-  optimizer.dispose();
-  model.dispose();
-  return { runDir, backend, history, validation, checkpoint: ckptDir, lossCurvePng, predictionsPng, secondsPerStep };
 }
 
-function concatF32(parts: Float32Array[]): Float32Array {
-  const out = new Float32Array(parts.reduce((a, p) => a + p.length, 0));
-  let o = 0;
-  for (const p of parts) {
-    out.set(p, o);
-    o += p.length;
+/**
+ * Trains the model `c.model.stemKind` names and writes the run folder (`checkpoint/`,
+ * `metrics.jsonl`, `loss.png`, `config.json`, the validation's predictions and `routing/`).
+ */
+export async function train(c: TrainConfig, options: TrainOptions = {}): Promise<TrainResult> {
+  const run = await prepareRun(c);
+  const task = await createTask(c, run.runDir);
+  try {
+    return await runTraining(task, c, run, options);
+  } finally {
+    task.model.dispose();
   }
-  return out;
-}
-
-function concatU8(parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((a, p) => a + p.length, 0));
-  let o = 0;
-  for (const p of parts) {
-    out.set(p, o);
-    o += p.length;
-  }
-  return out;
 }
