@@ -6,6 +6,7 @@ import {
   FiberHeadConfigError,
   FiberInputError,
   angularErrorDegrees,
+  fiberErrorByFace,
   fiberLoss,
   fiberTargetsFromVoxels,
   resolveFiberHeadConfig,
@@ -86,6 +87,28 @@ describe('angularErrorDegrees', () => {
     expect(angularErrorDegrees([1, 0, 0, 1, 0, 0], [1, 1, 0, 0, 1, 0]).median).toBeCloseTo(67.5, 9); // (45 + 90) / 2
     expect(Number.isNaN(angularErrorDegrees([1, 0, 0], [0, 0, 0]).mean)).toBe(true);
     expect(() => angularErrorDegrees([1, 0, 0], [1, 0])).toThrow(FiberInputError);
+  });
+});
+
+describe('fiberErrorByFace', () => {
+  it('splits rows by the true direction against the scroll axis, each group as angularErrorDegrees on it', () => {
+    // Targets (z, y, x): vertical (along z), horizontal (along x), 30° from z (vertical), 60° from z
+    // (horizontal), unlabelled, masked.
+    const c30 = Math.cos(deg(30));
+    const s30 = Math.sin(deg(30));
+    const target = [1, 0, 0, 0, 0, 1, c30, s30, 0, s30, c30, 0, 0, 0, 0, 1, 0, 0];
+    const pred = [1, 0, 0, 0, 1, 0, 1, 0, 0, 0, 1, 0, 1, 0, 0, 0, 1, 0];
+    const mask = [1, 1, 1, 1, 1, 0];
+    const r = fiberErrorByFace(pred, target, mask);
+    expect([r.vertical.count, r.horizontal.count, r.all.count]).toEqual([2, 2, 4]);
+    expect(r.vertical.mean).toBeCloseTo((0 + 30) / 2, 9); // 0°, then 30°
+    expect(r.horizontal.mean).toBeCloseTo((90 + 30) / 2, 9); // x vs y: 90°; 60° from z vs y: 30°
+    expect(r.all.mean).toBeCloseTo(150 / 4, 9);
+    // Another axis swaps the roles of z and x.
+    const byX = fiberErrorByFace(pred, target, mask, [0, 0, 1]);
+    expect([byX.vertical.count, byX.horizontal.count]).toEqual([1, 3]);
+    expect(() => fiberErrorByFace(pred, target, mask, [0, 0, 0])).toThrow(FiberInputError);
+    expect(() => fiberErrorByFace(pred, target.slice(3), mask)).toThrow(FiberInputError);
   });
 });
 

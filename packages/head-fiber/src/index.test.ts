@@ -9,6 +9,7 @@ describe('@goe/head-fiber public API', () => {
       'FiberHeadConfigError',
       'FiberInputError',
       'angularErrorDegrees',
+      'fiberErrorByFace',
       'fiberLoss',
       'fiberTargetsFromVoxels',
       'resolveFiberHeadConfig',

@@ -7,10 +7,12 @@ export { FiberHeadConfigError, FiberInputError } from './errors.js';
 export { FiberHead, fiberLoss, type FiberLossOptions } from './head.js';
 export {
   angularErrorDegrees,
+  fiberErrorByFace,
   fiberTargetsFromVoxels,
   structureTensorFibers,
   symmetricEigen3,
   type AngularError,
+  type FiberErrorByFace,
   type FiberTargets,
   type SymmetricEigen3,
   type TokenGrid,

@@ -28,6 +28,47 @@ export function angularErrorDegrees(pred: ArrayLike<number>, target: ArrayLike<n
   return angularErrorStats(pred, target, mask, { fail: (i, e, r) => new FiberInputError(i, e, r) });
 }
 
+/** Angular errors of all counted rows and of the rows whose true fibre is horizontal or vertical. */
+export interface FiberErrorByFace {
+  all: AngularError;
+  /** Rows whose true direction is within 45° of the plane normal to the scroll axis (recto fibres). */
+  horizontal: AngularError;
+  /** Rows whose true direction is within 45° of the scroll axis (verso fibres). */
+  vertical: AngularError;
+}
+
+/**
+ * Angular error split by the true fibre's orientation to the scroll axis. On a papyrus sheet the two
+ * faces carry crossed fibres: horizontal on the recto, running around the scroll, and vertical on the
+ * verso, along its axis (DESIGN.md §7; the phantom draws them so). Classifying by the true direction
+ * needs no face label: a row is vertical when |t·axis| / |t| > cos 45°.
+ * @param pred `[M*3]` (z, y, x) @param target `[M*3]`; zero rows are unlabelled @param mask `[M]`
+ * @param axis the scroll axis (default z = (1, 0, 0))
+ */
+export function fiberErrorByFace(
+  pred: ArrayLike<number>,
+  target: ArrayLike<number>,
+  mask?: ArrayLike<number>,
+  axis: readonly [number, number, number] = [1, 0, 0],
+): FiberErrorByFace {
+  const all = angularErrorDegrees(pred, target, mask); // validates the sizes
+  const na = Math.hypot(...axis);
+  if (!(na > 0) || !axis.every(Number.isFinite)) throw new FiberInputError('axis', 'a non-zero finite 3-vector', JSON.stringify(axis));
+  const m = target.length / 3;
+  const vertical = new Uint8Array(m);
+  const horizontal = new Uint8Array(m);
+  for (let i = 0; i < m; i++) {
+    if (mask && !(mask[i] as number)) continue;
+    const [z, y, x] = [target[3 * i] as number, target[3 * i + 1] as number, target[3 * i + 2] as number];
+    const nt = Math.hypot(z, y, x);
+    if (nt === 0) continue;
+    const c = Math.abs(z * axis[0] + y * axis[1] + x * axis[2]) / (nt * na);
+    if (c > Math.SQRT1_2) vertical[i] = 1;
+    else horizontal[i] = 1;
+  }
+  return { all, horizontal: angularErrorDegrees(pred, target, horizontal), vertical: angularErrorDegrees(pred, target, vertical) };
+}
+
 export interface SymmetricEigen3 {
   /** Eigenvalues, descending. */
   values: [number, number, number];
