@@ -1,6 +1,6 @@
 /**
  * `npx nx run encoder:bench [-- --backend wasm] [--quick] [--json FILE] [--no-torch] [--python PATH]
- *   [--min-time S] [--max-reps N]`
+ *   [--min-time S] [--max-reps N] [--profile]`
  *
  * Tokens per second of one forward + backward step of the encoder (depth 2, 4 heads, MLP ratio 2, the
  * project's defaults otherwise: final LayerNorm, da = 16 with the linear aux refinement; one row with
@@ -18,7 +18,8 @@
  * on one thread, so against single-threaded PyTorch the CPU time is the fairer number on a machine
  * shared with other work (wall time also counts the time other processes held the core); PyTorch on
  * every core is compared by wall time. The 1-minute load average is printed at the start and the end.
- * Progress goes to stderr, the markdown table to stdout.
+ * Progress goes to stderr, the markdown table to stdout. `--profile` adds, per workload, the kernels of
+ * one step by time (tf.profile), to see where a step goes.
  */
 import { spawnSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
@@ -42,8 +43,8 @@ interface Workload {
 const WORKLOADS: Workload[] = [
   { key: '4x256x64', B: 4, N: 256, d: 64, auxRefine: 'linear' },
   { key: '4x512x128', B: 4, N: 512, d: 128, auxRefine: 'linear' },
-  { key: '2x1024x128', B: 2, N: 1024, d: 128, auxRefine: 'linear' },
   { key: '4x512x128-cross', B: 4, N: 512, d: 128, auxRefine: 'cross' },
+  { key: '2x1024x128', B: 2, N: 1024, d: 128, auxRefine: 'linear' },
 ];
 const QUICK: Workload[] = [
   { key: '2x128x64', B: 2, N: 128, d: 64, auxRefine: 'linear' },
@@ -61,6 +62,7 @@ interface Options {
   python: string;
   minTime: number;
   maxReps: number;
+  profile: boolean;
 }
 
 function options(argv: string[]): Options {
@@ -74,6 +76,7 @@ function options(argv: string[]): Options {
       python: { type: 'string' },
       'min-time': { type: 'string' },
       'max-reps': { type: 'string' },
+      profile: { type: 'boolean', default: false },
     },
   });
   const positive = (v: string | undefined, name: string, fallback: number): number => {
@@ -91,6 +94,7 @@ function options(argv: string[]): Options {
     python: values.python ?? process.env['GOE_PYTHON'] ?? '/usr/bin/python3',
     minTime: positive(values['min-time'], 'min-time', quick ? 0.5 : 3),
     maxReps: positive(values['max-reps'], 'max-reps', quick ? 5 : 20),
+    profile: values.profile ?? false,
   };
 }
 
@@ -113,6 +117,8 @@ interface Row {
   agreement?: number;
   torch1?: Timing;
   torchAll?: Timing;
+  /** Kernel time of one step by kernel name, largest first (`--profile`). */
+  profile?: { kernel: string; ms: number; calls: number }[];
 }
 
 function configOf(w: Workload): EncoderConfig {
@@ -140,8 +146,22 @@ function problem(w: Workload, cfg: EncoderConfig) {
   return { host, tokens, aux, loss, dispose: () => tf.dispose([tokens, aux, r1, r2]) };
 }
 
+/** Kernel time of one step, summed by kernel name and by the shapes it saw, largest first. */
+async function profileStep(step: () => Promise<void>): Promise<NonNullable<Row['profile']>> {
+  const info = await tf.profile(step);
+  const by = new Map<string, { ms: number; calls: number }>();
+  for (const k of info.kernels) {
+    const key = `${k.name} ${JSON.stringify(k.inputShapes)}`;
+    const e = by.get(key) ?? { ms: 0, calls: 0 };
+    e.ms += typeof k.kernelTimeMs === 'number' ? k.kernelTimeMs : 0;
+    e.calls++;
+    by.set(key, e);
+  }
+  return [...by].map(([kernel, e]) => ({ kernel, ...e })).sort((a, b) => b.ms - a.ms);
+}
+
 /** One forward + backward step per call, timed; throws if a step leaks tensors. */
-async function timeOurs(w: Workload, opt: Options): Promise<Timing> {
+async function timeOurs(w: Workload, opt: Options): Promise<Timing & Pick<Row, 'profile'>> {
   const cfg = configOf(w);
   const enc = new Encoder(cfg, makeRng(1));
   const p = problem(w, cfg);
@@ -169,7 +189,8 @@ async function timeOurs(w: Workload, opt: Options): Promise<Timing> {
     }
     const leaked = tf.memory().numTensors - before;
     if (leaked !== 0) throw new Error(`${w.key}: a step leaked ${leaked} tensors`);
-    return { wallMs: median(wall), cpuMs: median(cpu), reps: wall.length };
+    const timing = { wallMs: median(wall), cpuMs: median(cpu), reps: wall.length };
+    return opt.profile ? { ...timing, profile: await profileStep(step) } : timing;
   } finally {
     p.dispose();
     enc.dispose();
@@ -266,6 +287,7 @@ function timeTorch(opt: Options, workloads: Workload[], threads: number): TorchR
 
 const f0 = (v: number | undefined): string => (v === undefined || !Number.isFinite(v) ? '—' : Math.round(v).toLocaleString('en-US'));
 const f1 = (v: number | undefined): string => (v === undefined || !Number.isFinite(v) ? '—' : v.toFixed(1));
+const pct = (v: number): string => `${(100 * v).toFixed(0)}%`;
 const f2 = (v: number | undefined): string => (v === undefined || !Number.isFinite(v) ? '—' : v.toFixed(2));
 const tps = (w: Workload, ms: number | undefined): number | undefined => (ms === undefined ? undefined : (w.B * w.N) / (ms / 1000));
 
@@ -303,8 +325,15 @@ async function main(argv: string[]): Promise<void> {
       row.agreement = await checkAgainstTorch(w, opt);
       process.stderr.write(`[bench] ${w.key}: PyTorch computes the same outputs and gradients (max rel. difference ${row.agreement.toExponential(1)})\n`);
     }
-    row.ours = await timeOurs(w, opt);
+    const { profile, ...ours } = await timeOurs(w, opt);
+    row.ours = ours;
     process.stderr.write(`[bench] ${w.key} ours: ${f1(row.ours.wallMs)} ms wall, ${f1(row.ours.cpuMs)} ms CPU (${row.ours.reps} steps)\n`);
+    if (profile) {
+      row.profile = profile;
+      const total = profile.reduce((a, e) => a + e.ms, 0);
+      process.stderr.write(`[bench] ${w.key} profile of one step: ${f1(total)} ms in kernels; the largest:\n`);
+      for (const e of profile.slice(0, 15)) process.stderr.write(`[bench]   ${f1(e.ms).padStart(7)} ms ${pct(e.ms / total).padStart(4)} ${String(e.calls).padStart(4)} x ${e.kernel}\n`);
+    }
     rows.push(row);
   }
   if (opt.torch) {
