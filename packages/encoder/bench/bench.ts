@@ -16,8 +16,8 @@
  * Timing: two warm-up steps, then steps until `--min-time` seconds have passed (at least 5, at most
  * `--max-reps`); medians of wall time and of this process's CPU time. tfjs' wasm and cpu backends run
  * on one thread, so against single-threaded PyTorch the CPU time is the fairer number on a machine
- * shared with other work (wall time also counts the time other processes held the core); PyTorch on
- * every core is compared by wall time. The 1-minute load average is printed at the start and the end.
+ * shared with other work (wall time also counts the time other processes held the core); other backends
+ * (WebGPU) and PyTorch on every core are compared by wall time. The 1-minute load average is printed at the start and the end.
  * Progress goes to stderr, the markdown table to stdout. `--profile` adds, per workload, the kernels of
  * one step by time (tf.profile), to see where a step goes.
  */
@@ -291,17 +291,22 @@ const pct = (v: number): string => `${(100 * v).toFixed(0)}%`;
 const f2 = (v: number | undefined): string => (v === undefined || !Number.isFinite(v) ? '—' : v.toFixed(2));
 const tps = (w: Workload, ms: number | undefined): number | undefined => (ms === undefined ? undefined : (w.B * w.N) / (ms / 1000));
 
-function formatTable(rows: Row[], head: string[], threadsAll: number): string {
+/**
+ * @param clock which of our times the first ratio uses: CPU time where our backend computes on this
+ * process's one thread (cpu, wasm), wall time where it does not (WebGPU, libtensorflow)
+ */
+function formatTable(rows: Row[], head: string[], threadsAll: number, clock: 'cpuMs' | 'wallMs'): string {
   const lines = [...head, ''];
+  const c = clock === 'cpuMs' ? 'CPU' : 'wall';
   lines.push(
-    `| [B, N, d] | f_aux | ours ms (CPU) | ours tokens/s | PyTorch 1 thread ms (CPU) | tokens/s | ours / PyTorch 1 thread | PyTorch ${threadsAll} threads ms (wall) | tokens/s | ours (wall) / PyTorch ${threadsAll} threads | max rel. difference |`,
+    `| [B, N, d] | f_aux | ours ms (${c}) | ours tokens/s | PyTorch 1 thread ms (${c}) | tokens/s | ours / PyTorch 1 thread | PyTorch ${threadsAll} threads ms (wall) | tokens/s | ours (wall) / PyTorch ${threadsAll} threads | max rel. difference |`,
   );
   lines.push('| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |');
   for (const r of rows) {
     const w = r.workload;
     lines.push(
-      `| [${w.B}, ${w.N}, ${w.d}] | ${w.auxRefine} | ${f1(r.ours.cpuMs)} | ${f0(tps(w, r.ours.cpuMs))} | ${f1(r.torch1?.cpuMs)} | ${f0(tps(w, r.torch1?.cpuMs))} | ${
-        r.torch1 ? f2(r.torch1.cpuMs / r.ours.cpuMs) : '—'
+      `| [${w.B}, ${w.N}, ${w.d}] | ${w.auxRefine} | ${f1(r.ours[clock])} | ${f0(tps(w, r.ours[clock]))} | ${f1(r.torch1?.[clock])} | ${f0(tps(w, r.torch1?.[clock]))} | ${
+        r.torch1 ? f2(r.torch1[clock] / r.ours[clock]) : '—'
       } | ${f1(r.torchAll?.wallMs)} | ${f0(tps(w, r.torchAll?.wallMs))} | ${r.torchAll ? f2(r.torchAll.wallMs / r.ours.wallMs) : '—'} | ${
         r.agreement === undefined ? '—' : r.agreement.toExponential(1)
       } |`,
@@ -351,13 +356,14 @@ async function main(argv: string[]): Promise<void> {
     }
   }
   const cpus = os.cpus();
+  const oneThread = choice.name === 'cpu' || choice.name === 'wasm';
   const head = [
     `Command: \`npx nx run encoder:bench${argv.length ? ` -- ${argv.join(' ')}` : ''}\` (${new Date().toISOString()})`,
-    `Machine: ${cpus.length} x ${cpus[0]?.model.trim() ?? 'unknown'}, Node ${process.versions.node}, tfjs ${tf.version_core}, backend ${choice.name} (one thread); ${torchLine}`,
+    `Machine: ${cpus.length} x ${cpus[0]?.model.trim() ?? 'unknown'}, Node ${process.versions.node}, tfjs ${tf.version_core}, backend ${choice.name}${oneThread ? ' (one thread)' : ''}; ${torchLine}`,
     `Load average (1 min): ${load0.toFixed(2)} at start, ${(os.loadavg()[0] as number).toFixed(2)} at end; ${((performance.now() - started) / 1000).toFixed(0)} s`,
     `Encoder: depth ${SHAPE.depth}, ${SHAPE.heads} heads, MLP ratio ${SHAPE.mlpRatio}, final LayerNorm, da = ${SHAPE.da} (cross: ${SHAPE.auxHeads} heads of width ${SHAPE.auxDim / SHAPE.auxHeads}); one step = forward + backward of sum(T' r1) + sum(a' r2), every parameter gradient read back; medians; tokens/s = B N / step time; ratios above 1: we are faster`,
   ];
-  const text = formatTable(rows, head, threadsAll);
+  const text = formatTable(rows, head, threadsAll, oneThread ? 'cpuMs' : 'wallMs');
   process.stdout.write(`${text}\n`);
   if (opt.json) writeFileSync(resolve(process.env['INIT_CWD'] ?? process.cwd(), opt.json), `${JSON.stringify({ head, rows }, null, 1)}\n`);
 }
