@@ -15,6 +15,37 @@ export type Triple = [number, number, number];
  */
 export type StemActivation = 'silu' | 'gelu' | 'relu';
 
+/**
+ * One convolution of φ (draft eq. 1): conv -> optional LayerNorm over channels -> the stem's activation.
+ * Strides shrink the feature map; `cell` is counted in feature-map voxels, so a token covers
+ * `cell × (product of strides)` input voxels per axis.
+ */
+export interface ConvLayerConfig {
+  /** Output channels. */
+  channels: number;
+  /** Kernel `[kz, ky, kx]`. */
+  kernel: Triple;
+  /** Stride `[sz, sy, sx]`; every feature-map size must be a multiple of it. */
+  stride: Triple;
+  /** 'layer': LayerNorm over the channels of each voxel, before the activation. */
+  norm: 'none' | 'layer';
+}
+
+/** What `convLayers` accepts per layer: `channels` and any subset of the rest; triples may be one number. */
+export interface ConvLayerConfigInput {
+  channels: number;
+  kernel?: number | readonly number[];
+  stride?: number | readonly number[];
+  norm?: 'none' | 'layer';
+}
+
+/** Defaults of one `convLayers` entry (`channels` has none). */
+export const CONV_LAYER_DEFAULTS: Readonly<Omit<ConvLayerConfig, 'channels'>> = Object.freeze({
+  kernel: [3, 3, 3] as Triple,
+  stride: [1, 1, 1] as Triple,
+  norm: 'none' as const,
+});
+
 export interface VolumeStemConfig {
   /** Token width d (tokens are `[B, N, d]`). */
   d: number;
@@ -22,8 +53,16 @@ export interface VolumeStemConfig {
   da: number;
   /** Voxels per token `[cz, cy, cx]` (anisotropic allowed); the input size must be a multiple. */
   cell: Triple;
-  /** Output channels of the 3x3x3 stem convolution φ (draft eq. 1); 0 = no convolution (raw voxels). */
+  /**
+   * Output channels of φ (draft eq. 1), i.e. of its last layer; 0 = no convolution (raw voxels). With
+   * `convLayers` absent, φ is one 3x3x3 layer of this many channels.
+   */
   convChannels: number;
+  /**
+   * The layers of φ in order. Absent in the input: derived from `convChannels` (one 3x3x3 layer, stride
+   * 1, no norm; none for 0), so configs and checkpoints written before this field mean what they meant.
+   */
+  convLayers: ConvLayerConfig[];
   /** Non-linearity after the convolution. */
   activation: StemActivation;
   /** Physical voxel size `[z, y, x]` in micrometres at pyramid level 0 (Scroll 1: 7.91). */
@@ -42,9 +81,16 @@ export interface VolumeStemConfig {
   descriptorEps: number;
 }
 
+/** The layer that `convChannels` alone stands for: today's single 3x3x3 convolution (fresh arrays). */
+function defaultConvLayer(channels: number): ConvLayerConfig {
+  const { kernel, stride, norm } = CONV_LAYER_DEFAULTS;
+  return { channels, kernel: [...kernel], stride: [...stride], norm };
+}
+
 /** What `resolveVolumeStemConfig` accepts: any subset; `cell` and `voxelSizeUm` may be one number. */
-export type VolumeStemConfigInput = Partial<Omit<VolumeStemConfig, 'cell' | 'voxelSizeUm'>> & {
+export type VolumeStemConfigInput = Partial<Omit<VolumeStemConfig, 'cell' | 'voxelSizeUm' | 'convLayers'>> & {
   cell?: number | readonly number[];
+  convLayers?: readonly ConvLayerConfigInput[];
   voxelSizeUm?: number | readonly number[];
 };
 
@@ -54,6 +100,7 @@ export const VOLUME_STEM_DEFAULTS: Readonly<VolumeStemConfig> = Object.freeze({
   da: 16,
   cell: [4, 4, 4] as Triple,
   convChannels: 4,
+  convLayers: [defaultConvLayer(4)],
   activation: 'silu' as StemActivation,
   voxelSizeUm: [7.91, 7.91, 7.91] as Triple,
   pyramidLevel: 0,
@@ -76,7 +123,7 @@ export function resolveVolumeStemConfig(partial: VolumeStemConfigInput = {}): Vo
     d: check.int('d', p['d'], 1),
     da: check.int('da', p['da'], 1),
     cell: check.triple('cell', p['cell'], (f, x) => check.int(f, x, 1)),
-    convChannels: check.int('convChannels', p['convChannels'], 0),
+    ...resolveConvLayers(partial as Record<string, unknown>, p),
     activation: check.oneOf('activation', p['activation'], ['silu', 'gelu', 'relu'] as const),
     voxelSizeUm: check.triple('voxelSizeUm', p['voxelSizeUm'], (f, x) => check.above(f, x)),
     pyramidLevel: check.int('pyramidLevel', p['pyramidLevel'], 0),
@@ -93,4 +140,45 @@ export function resolveVolumeStemConfig(partial: VolumeStemConfigInput = {}): Vo
     throw new VolumeStemConfigError('d', "at least 6 with positional 'sinusoidal' (sin and cos per axis)", cfg.d);
   }
   return cfg;
+}
+
+/**
+ * `convChannels` and `convLayers` together: the layers when given (then `convChannels`, if given too, must
+ * equal the last layer's channels: a restored resolved config carries both), else derived from
+ * `convChannels`.
+ */
+function resolveConvLayers(
+  partial: Record<string, unknown>,
+  p: Record<string, unknown>,
+): Pick<VolumeStemConfig, 'convChannels' | 'convLayers'> {
+  if (partial['convLayers'] === undefined) {
+    const convChannels = check.int('convChannels', p['convChannels'], 0);
+    return { convChannels, convLayers: convChannels > 0 ? [defaultConvLayer(convChannels)] : [] };
+  }
+  const list = partial['convLayers'];
+  if (!Array.isArray(list)) throw new VolumeStemConfigError('convLayers', 'a list of layers', list);
+  const convLayers = list.map((layer: unknown, i) => resolveConvLayer(`convLayers[${i}]`, layer));
+  const last = convLayers.at(-1)?.channels ?? 0;
+  if (partial['convChannels'] !== undefined && partial['convChannels'] !== last) {
+    throw new VolumeStemConfigError('convChannels', `${last} (the last layer's channels) or absent with convLayers`, partial['convChannels']);
+  }
+  return { convChannels: last, convLayers };
+}
+
+function resolveConvLayer(field: string, layer: unknown): ConvLayerConfig {
+  if (typeof layer !== 'object' || layer === null || Array.isArray(layer)) {
+    throw new VolumeStemConfigError(field, '{ channels, kernel?, stride?, norm? }', layer);
+  }
+  const known = ['channels', ...Object.keys(CONV_LAYER_DEFAULTS)];
+  for (const key of Object.keys(layer)) {
+    if (!known.includes(key)) throw new VolumeStemConfigError(`${field}.${key}`, `a known key (${known.join(', ')})`, key);
+  }
+  const given = Object.entries(layer).filter(([, v]) => v !== undefined);
+  const l: Record<string, unknown> = { ...CONV_LAYER_DEFAULTS, ...Object.fromEntries(given) };
+  return {
+    channels: check.int(`${field}.channels`, l['channels'], 1),
+    kernel: check.triple(`${field}.kernel`, l['kernel'], (f, x) => check.int(f, x, 1)),
+    stride: check.triple(`${field}.stride`, l['stride'], (f, x) => check.int(f, x, 1)),
+    norm: check.oneOf(`${field}.norm`, l['norm'], ['none', 'layer'] as const),
+  };
 }

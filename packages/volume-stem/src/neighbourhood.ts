@@ -91,3 +91,29 @@ export function cellMean(rows: tf.Tensor2D, batch: number, grid: TokenGrid): tf.
     return tf.reshape(tf.div(sz, cz * cy * cx), [batch * gd * gh * gw, F]) as tf.Tensor2D; // [B*N, F]
   });
 }
+
+/**
+ * The rows of every s-th voxel per axis (voxels 0, s, 2s, …), by three slices of rank-3 views. Used on
+ * the neighbourhood columns, which are data, so this never needs a gradient.
+ *
+ * @param rows `[B*D*H*W, F]` voxel rows, z-major; D, H, W multiples of the stride
+ * @param stride `[sz, sy, sx]`
+ * @returns `[B*(D/sz)*(H/sy)*(W/sx), F]`, z-major
+ */
+export function strideRows(
+  rows: tf.Tensor2D,
+  batch: number,
+  shape: readonly [number, number, number],
+  stride: readonly [number, number, number],
+): tf.Tensor2D {
+  const [D, H, W] = shape;
+  const [sz, sy, sx] = stride;
+  const [Do, Ho, Wo] = [D / sz, H / sy, W / sx];
+  const F = rows.shape[1];
+  return tf.tidy(() => {
+    const z = tf.slice(tf.reshape(rows, [batch * Do, sz, H * W * F]), [0, 0, 0], [-1, 1, -1]); // [B*Do, 1, H*W*F]
+    const y = tf.slice(tf.reshape(z, [batch * Do * Ho, sy, W * F]), [0, 0, 0], [-1, 1, -1]); // [B*Do*Ho, 1, W*F]
+    const x = tf.slice(tf.reshape(y, [batch * Do * Ho * Wo, sx * F]), [0, 0], [-1, F]); // [B*Do*Ho*Wo, F]
+    return x as tf.Tensor2D;
+  });
+}

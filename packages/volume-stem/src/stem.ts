@@ -2,15 +2,18 @@
  * The volume stem (GoE draft §3.1.1): x -> φ(x) (eq. 1) -> tokens t_i = W_t ψ(f_0, Ω_i) + b_t (eq. 2)
  * plus positions, and the aux routing features a_i = g_aux(f_0[Ω_i]) (eq. 3).
  *
- * φ is one 3x3x3 convolution (edge-replicated borders) with a few channels and a non-linearity, or the
- * identity; ψ takes each non-overlapping cell's features; W_t is one Linear. g_aux is the fixed
- * descriptor set of `descriptors.ts` followed by a learned Linear to da.
+ * φ is the convolution stack of `conv.ts` (by default one 3x3x3 layer with edge-replicated borders and a
+ * non-linearity), or the identity; ψ takes each non-overlapping cell of φ's map; W_t is one Linear. g_aux
+ * is the fixed descriptor set of `descriptors.ts` over the same cells in input voxels, followed by a
+ * learned Linear to da. With strides, a token covers `cell × strides` input voxels per axis, and the
+ * returned grid says so: heads and positions work in input voxels.
  *
- * Legend: B batch, D/H/W volume (z, y, x), R = B*D*H*W voxel rows, C conv channels, N tokens,
- * cv voxels per token, d token width, da aux width, nd descriptor channels.
+ * Legend: B batch, D/H/W volume (z, y, x), R = B*D*H*W voxel rows, Rf feature-map rows, C φ's output
+ * channels, S = product of the strides per axis, N tokens, cv feature voxels per token, d token width, da aux width, nd descriptor channels.
  */
-import { LayerNorm, Linear, Module, gelu, tf, type Rng } from '@goe/tf';
-import type { VolumeStemConfig } from './config.js';
+import { LayerNorm, Linear, Module, tf, type Rng } from '@goe/tf';
+import type { Triple, VolumeStemConfig } from './config.js';
+import { StemConvLayer, convFeatures, featureShapes } from './conv.js';
 import { cellDescriptors, descriptorCount } from './descriptors.js';
 import { VolumeStemInputError } from './errors.js';
 import { makeTokenGrid, type TokenGrid } from './grid.js';
@@ -43,32 +46,11 @@ export interface VolumeStemOutput {
   grid: TokenGrid;
 }
 
-/** The 3x3x3 stem convolution φ, weights in tf.conv3d's `[kz, ky, kx, 1, C]` layout. */
-class StemConv extends Module {
-  readonly w: tf.Variable;
-  readonly b: tf.Variable;
-  constructor(
-    readonly channels: number,
-    rng: Rng,
-  ) {
-    super();
-    this.w = this.param('w', [3, 3, 3, 1, channels], { kind: 'heNormal' }, rng);
-    this.b = this.param('b', [channels], { kind: 'zeros' }, rng);
-  }
-
-  /** @param cols `[R, 27]` neighbourhood columns @returns `[R, C]` pre-activation */
-  apply(cols: tf.Tensor2D): tf.Tensor2D {
-    return tf.tidy(() => {
-      // Reorder taps from (dz, dy, dx) to the columns' ((dy, dx), dz) order (see `tapColumn`).
-      const w3 = tf.reshape(this.w, [3, 9, this.channels]); // [dz, dy*3+dx, C]
-      const w27 = tf.reshape(tf.transpose(w3, [1, 0, 2]), [27, this.channels]); // [27, C]
-      return tf.add(tf.matMul(cols, w27), this.b) as tf.Tensor2D; // [R, C]
-    });
-  }
-}
-
 export class VolumeStem extends Module {
-  readonly conv: StemConv | undefined;
+  /** The layers of φ in order: `conv`, `conv1`, `conv2`, … (checkpoint names). */
+  readonly convLayers: readonly StemConvLayer[];
+  /** φ's first layer (the only one by default). */
+  readonly conv: StemConvLayer | undefined;
   /** W_t, b_t of eq. 2: cell features -> d. */
   readonly embed: Linear;
   /** Learned part of g_aux (eq. 3): normalised descriptors -> da. */
@@ -84,7 +66,13 @@ export class VolumeStem extends Module {
     const [cz, cy, cx] = config.cell;
     const cv = cz * cy * cx;
     const C = config.convChannels;
-    this.conv = C > 0 ? this.child('conv', new StemConv(C, rng)) : undefined;
+    let inChannels = 1;
+    this.convLayers = config.convLayers.map((spec, i) => {
+      const layer = this.child(i === 0 ? 'conv' : `conv${i}`, new StemConvLayer(spec, inChannels, rng));
+      inChannels = spec.channels;
+      return layer;
+    });
+    this.conv = this.convLayers[0];
     this.embed = this.child('embed', new Linear(cv * Math.max(C, 1), config.d, rng));
     this.descriptorCount = descriptorCount(config.orientationDescriptors);
     // Descriptors mix units (intensity, gradient, ratios in [0, 1]); a LayerNorm puts them on one
@@ -94,16 +82,32 @@ export class VolumeStem extends Module {
   }
 
   /**
-   * @param x `[B, D, H, W, 1]` intensities (normalised, e.g. to [-1, 1]); D, H, W multiples of the cell
-   * @returns tokens `[B, N, d]`, aux `[B, N, da]`, the token grid (N = gd·gh·gw, z-major)
-   * @throws VolumeStemInputError on a wrong rank, channel count, cell-indivisible size or origin count
+   * @param x `[B, D, H, W, 1]` intensities (normalised, e.g. to [-1, 1]); D, H, W multiples of cell × S
+   * @returns tokens `[B, N, d]`, aux `[B, N, da]`, the token grid in input voxels (cell × S per token,
+   * N = gd·gh·gw, z-major)
+   * @throws VolumeStemInputError on a wrong rank, channel count, stride- or cell-indivisible size or
+   * origin count
    */
   apply(x: tf.Tensor5D, opts: VolumeStemApplyOptions = {}): VolumeStemOutput {
     if (x.rank !== 5 || x.shape[4] !== 1) {
       throw new VolumeStemInputError('x', '[B, D, H, W, 1]', `[${x.shape.join(', ')}]`);
     }
     const [B, D, H, W] = x.shape;
-    const grid = makeTokenGrid([D, H, W], this.config.cell);
+    const shapes = featureShapes([D, H, W], this.config.convLayers); // [Df, Hf, Wf] per layer
+    const featShape = shapes.at(-1) ?? ([D, H, W] as Triple);
+    const [cz, cy, cx] = this.config.cell;
+    if (featShape.some((n, a) => n % this.config.cell[a]! !== 0)) {
+      throw new VolumeStemInputError(
+        'x',
+        `sizes whose feature map [${featShape.join(', ')}] is a multiple of the cell [${this.config.cell.join(', ')}]`,
+        `[${D}, ${H}, ${W}]`,
+      );
+    }
+    const S = featShape.map((n, a) => [D, H, W][a]! / n);
+    // Cells in input voxels: what the descriptors, positions and heads use.
+    const grid = makeTokenGrid([D, H, W], [cz * S[0]!, cy * S[1]!, cx * S[2]!]);
+    // The same tokens as cells of φ's map: what ψ cuts.
+    const featGrid: TokenGrid = { dims: grid.dims, cell: [cz, cy, cx], inputShape: featShape };
     if (opts.origin && opts.origin.length !== 1 && opts.origin.length !== B) {
       throw new VolumeStemInputError('origin', `1 or ${B} triples`, `${opts.origin.length}`);
     }
@@ -111,15 +115,9 @@ export class VolumeStem extends Module {
     const { d, da } = this.config;
     const out = tf.tidy(() => {
       const cols = neighbourhoodColumns(tf.reshape(x, [B, D, H, W]) as tf.Tensor4D); // [R, 27]
-      let feats: tf.Tensor2D; // [R, C] (C = 1 without the convolution)
-      if (this.conv) {
-        const pre = this.conv.apply(cols); // [R, C]
-        const act = this.config.activation;
-        feats = (act === 'silu' ? tf.mul(pre, tf.sigmoid(pre)) : act === 'gelu' ? gelu(pre) : tf.relu(pre)) as tf.Tensor2D;
-      } else {
-        feats = tf.reshape(x, [B * D * H * W, 1]) as tf.Tensor2D; // [R, 1]
-      }
-      const cells = patchifyRows(feats, B, grid); // [B*N, cv*C]
+      // [Rf, C] (the voxels themselves, C = 1, without a convolution)
+      const feats = convFeatures(x, cols, this.convLayers, shapes, this.config.activation);
+      const cells = patchifyRows(feats, B, featGrid); // [B*N, cv*C]
       let tokens = this.embed.apply(cells); // [B*N, d]
       let positions: tf.Tensor | undefined;
       if (this.config.positional === 'sinusoidal') {
