@@ -45,4 +45,42 @@ describe('resolveVolumeStemConfig', () => {
     expect(e.expected).toBe('true or false');
     expect(e.received).toBe('yes');
   });
+
+  it('derives convLayers from convChannels when absent, so older configs keep their meaning', () => {
+    expect(resolveVolumeStemConfig().convLayers).toEqual([{ channels: 4, kernel: [3, 3, 3], stride: [1, 1, 1], norm: 'none' }]);
+    expect(resolveVolumeStemConfig({ convChannels: 8 }).convLayers).toEqual([
+      { channels: 8, kernel: [3, 3, 3], stride: [1, 1, 1], norm: 'none' },
+    ]);
+    expect(resolveVolumeStemConfig({ convChannels: 0 }).convLayers).toEqual([]);
+    // The defaults' arrays are not handed out: editing a resolved config leaves them alone.
+    resolveVolumeStemConfig().convLayers[0]!.kernel[0] = 5;
+    expect(VOLUME_STEM_DEFAULTS.convLayers[0]!.kernel).toEqual([3, 3, 3]);
+  });
+
+  it('resolves convLayers with per-layer defaults; convChannels becomes the last layer width; a resolved config resolves to itself', () => {
+    const c = resolveVolumeStemConfig({
+      convLayers: [{ channels: 8, stride: 2 }, { channels: 16, kernel: [1, 3, 3], stride: [1, 2, 2], norm: 'layer' }],
+    });
+    expect(c.convLayers).toEqual([
+      { channels: 8, kernel: [3, 3, 3], stride: [2, 2, 2], norm: 'none' },
+      { channels: 16, kernel: [1, 3, 3], stride: [1, 2, 2], norm: 'layer' },
+    ]);
+    expect(c.convChannels).toBe(16);
+    expect(resolveVolumeStemConfig(c as never)).toEqual(c); // a checkpoint's saved config restores exactly
+    expect(resolveVolumeStemConfig({ convLayers: [] }).convChannels).toBe(0);
+  });
+
+  it('names the convLayers field at fault', () => {
+    const field = (cfg: unknown): string => errorOf(() => resolveVolumeStemConfig(cfg as never)).field;
+    expect(field({ convLayers: 3 })).toBe('convLayers');
+    expect(field({ convLayers: [{ channels: 2 }, 'wide'] })).toBe('convLayers[1]');
+    expect(field({ convLayers: [{ kernel: 3 }] })).toBe('convLayers[0].channels');
+    expect(field({ convLayers: [{ channels: 0 }] })).toBe('convLayers[0].channels');
+    expect(field({ convLayers: [{ channels: 2 }, { channels: 2, stride: 0 }] })).toBe('convLayers[1].stride');
+    expect(field({ convLayers: [{ channels: 2 }, { channels: 2, stride: [2, 1.5, 2] }] })).toBe('convLayers[1].stride[1]');
+    expect(field({ convLayers: [{ channels: 2, kernel: [3, 3] }] })).toBe('convLayers[0].kernel');
+    expect(field({ convLayers: [{ channels: 2, norm: 'batch' }] })).toBe('convLayers[0].norm');
+    expect(field({ convLayers: [{ channels: 2, padding: 'valid' }] })).toBe('convLayers[0].padding');
+    expect(field({ convChannels: 3, convLayers: [{ channels: 2 }] })).toBe('convChannels');
+  });
 });

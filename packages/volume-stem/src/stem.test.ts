@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { backendsUnderTest, directionalGradCheck, expectNoLeak, makeRng, tf, useBackend } from '@goe/tf';
+import { backendsUnderTest, expectNoLeak, makeRng, tf, useBackend } from '@goe/tf';
 import {
   VolumeStem,
   VolumeStemInputError,
@@ -7,13 +7,9 @@ import {
   sinusoidalPositions3d,
   type VolumeStemConfigInput,
 } from './index.js';
+import { activationRef, clamp, expectStemGradients, maxRelErr, randomVolume, values } from './test-helpers.js';
 
-const clamp = (v: number, n: number): number => Math.min(n - 1, Math.max(0, v));
-const geluRef = (v: number): number => 0.5 * v * (1 + Math.tanh(Math.sqrt(2 / Math.PI) * (v + 0.044715 * v ** 3)));
 
-async function values(v: tf.Tensor): Promise<Float64Array> {
-  return Float64Array.from(await v.data());
-}
 
 /**
  * Tokens of the stem from the definitions, in float64: replicate-padded 3x3x3 conv, GELU, cell
@@ -39,8 +35,7 @@ async function hostTokens(stem: VolumeStem, vol: Float32Array, shape: [number, n
     for (let a = 0; a < 3; a++)
       for (let e = 0; e < 3; e++)
         for (let f = 0; f < 3; f++) s += at(b, z + a - 1, y + e - 1, x + f - 1) * cw[((a * 3 + e) * 3 + f) * C + c]!;
-    const act = stem.config.activation;
-    return act === 'silu' ? s / (1 + Math.exp(-s)) : act === 'gelu' ? geluRef(s) : Math.max(0, s);
+    return activationRef(s, stem.config.activation);
   };
   const pos =
     stem.config.positional === 'sinusoidal'
@@ -65,22 +60,6 @@ async function hostTokens(stem: VolumeStem, vol: Float32Array, shape: [number, n
           }
         }
   return out;
-}
-
-function randomVolume(shape: [number, number, number, number], seed: number): Float32Array {
-  const rng = makeRng(seed);
-  const n = shape.reduce((a, b) => a * b, 1);
-  return Float32Array.from({ length: n }, () => Math.tanh(rng.normal()));
-}
-
-function maxRelErr(got: ArrayLike<number>, ref: ArrayLike<number>): number {
-  let err = 0;
-  let scale = 1;
-  for (let i = 0; i < ref.length; i++) {
-    err = Math.max(err, Math.abs((got[i] as number) - (ref[i] as number)));
-    scale = Math.max(scale, Math.abs(ref[i] as number));
-  }
-  return err / scale;
 }
 
 describe('VolumeStem', () => {
@@ -148,34 +127,9 @@ describe('VolumeStem', () => {
     const shape: [number, number, number, number] = [2, 8, 8, 8];
     const x = tf.tensor5d(randomVolume(shape, 9), [...shape, 1]);
     const rng = makeRng(8);
-    const N = 8;
-    const r1 = tf.tensor3d(Float32Array.from({ length: 2 * N * 16 }, () => rng.normal()), [2, N, 16]);
-    const r2 = tf.tensor3d(Float32Array.from({ length: 2 * N * 4 }, () => rng.normal()), [2, N, 4]);
-    const lossFn = (): tf.Scalar =>
-      tf.tidy(() => {
-        const o = stem.apply(x, { training: true });
-        return tf.add(tf.sum(tf.mul(o.tokens, r1)), tf.sum(tf.mul(o.aux, r2))) as tf.Scalar;
-      });
-    const grads = await expectNoLeak(async () => {
-      const { value, grads } = tf.variableGrads(lossFn);
-      const out = new Map<string, Float32Array>();
-      for (const [k, g] of Object.entries(grads)) out.set(k, (await g.data()) as Float32Array);
-      tf.dispose([value, ...Object.values(grads)]);
-      return out;
-    }, 'gradient step');
-    const vars = stem.variables();
-    expect(grads.size).toBe(vars.size);
-    for (const [path, v] of vars) {
-      const g = grads.get(v.name);
-      expect(g, path).toBeDefined();
-      expect(g!.every(Number.isFinite), path).toBe(true);
-      expect(g!.some((e) => e !== 0), path).toBe(true);
-    }
     // Directional finite difference on the conv filter (the reordered taps and the patchify sit in between).
-    const w = stem.conv!.w;
-    const { analytic, numeric } = await directionalGradCheck(w, grads.get(w.name)!, lossFn, rng);
-    expect(Math.abs(numeric - analytic)).toBeLessThan(2e-2 * Math.max(1, Math.abs(analytic)));
-    tf.dispose([x, r1, r2]);
+    await expectStemGradients(stem, x, rng, [stem.conv!.w]);
+    x.dispose();
     stem.dispose();
   });
 
