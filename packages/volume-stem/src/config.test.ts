@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { VOLUME_STEM_DEFAULTS, VolumeStemConfigError, resolveVolumeStemConfig } from './index.js';
+import { VOLUME_STEM_DEFAULTS, VolumeStemConfigError, resolveVolumeStemConfig, tokenCellVoxels } from './index.js';
 
 function errorOf(f: () => unknown): VolumeStemConfigError {
   try {
@@ -68,6 +68,8 @@ describe('resolveVolumeStemConfig', () => {
     expect(c.convChannels).toBe(16);
     expect(resolveVolumeStemConfig(c as never)).toEqual(c); // a checkpoint's saved config restores exactly
     expect(resolveVolumeStemConfig({ convLayers: [] }).convChannels).toBe(0);
+    expect(tokenCellVoxels(resolveVolumeStemConfig({ cell: [1, 2, 3] }))).toEqual([1, 2, 3]);
+    expect(tokenCellVoxels({ ...c, cell: [1, 2, 3] })).toEqual([2, 8, 12]); // cell × (2·1, 2·2, 2·2)
   });
 
   it('names the convLayers field at fault', () => {

@@ -182,3 +182,11 @@ function resolveConvLayer(field: string, layer: unknown): ConvLayerConfig {
     norm: check.oneOf(`${field}.norm`, l['norm'], ['none', 'layer'] as const),
   };
 }
+
+/**
+ * Input voxels per token `[z, y, x]`: `cell` (counted in feature-map voxels) times the product of the
+ * layers' strides. This is the token grid's `cell`, which heads that decode back to voxels must match.
+ */
+export function tokenCellVoxels(config: Pick<VolumeStemConfig, 'cell' | 'convLayers'>): Triple {
+  return config.convLayers.reduce((c, l) => c.map((v, a) => v * l.stride[a]!) as Triple, [...config.cell] as Triple);
+}

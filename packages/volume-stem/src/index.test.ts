@@ -20,6 +20,7 @@ describe('@goe/volume-stem public API', () => {
       'sinusoidalPositions3d',
       'symmetricEigenvalues3',
       'tapColumn',
+      'tokenCellVoxels',
       'tokenCentresUm',
       'tokenCount',
       'voxelFeatures',

@@ -4,6 +4,9 @@
 export {
   VOLUME_STEM_DEFAULTS,
   resolveVolumeStemConfig,
+  tokenCellVoxels,
+  type ConvLayerConfig,
+  type ConvLayerConfigInput,
   type StemActivation,
   type Triple,
   type VolumeStemConfig,

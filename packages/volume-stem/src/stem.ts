@@ -12,7 +12,7 @@
  * channels, S = product of the strides per axis, N tokens, cv feature voxels per token, d token width, da aux width, nd descriptor channels.
  */
 import { LayerNorm, Linear, Module, tf, type Rng } from '@goe/tf';
-import type { Triple, VolumeStemConfig } from './config.js';
+import { tokenCellVoxels, type Triple, type VolumeStemConfig } from './config.js';
 import { StemConvLayer, convFeatures, featureShapes } from './conv.js';
 import { cellDescriptors, descriptorCount } from './descriptors.js';
 import { VolumeStemInputError } from './errors.js';
@@ -103,9 +103,8 @@ export class VolumeStem extends Module {
         `[${D}, ${H}, ${W}]`,
       );
     }
-    const S = featShape.map((n, a) => [D, H, W][a]! / n);
     // Cells in input voxels: what the descriptors, positions and heads use.
-    const grid = makeTokenGrid([D, H, W], [cz * S[0]!, cy * S[1]!, cx * S[2]!]);
+    const grid = makeTokenGrid([D, H, W], tokenCellVoxels(this.config));
     // The same tokens as cells of φ's map: what ψ cuts.
     const featGrid: TokenGrid = { dims: grid.dims, cell: [cz, cy, cx], inputShape: featShape };
     if (opts.origin && opts.origin.length !== 1 && opts.origin.length !== B) {
