@@ -9,7 +9,7 @@ import { resolveEncoderConfig, type EncoderConfig } from '@goe/encoder';
 import { resolveInkHeadConfig, type InkHeadConfig } from '@goe/head-ink';
 import { resolveByteHeadConfig, resolveSequenceStemConfig, type ByteHeadConfig, type SequenceStemConfig } from '@goe/sequence-stem';
 import { ConfigFieldError } from '@goe/tf';
-import { resolveVolumeStemConfig, type VolumeStemConfig } from '@goe/volume-stem';
+import { resolveVolumeStemConfig, tokenCellVoxels, type VolumeStemConfig } from '@goe/volume-stem';
 import type { ModelConfig } from './config.js';
 import { CheckpointError, ConfigError } from './errors.js';
 
@@ -70,7 +70,7 @@ export function resolveModelSpec(m: ModelConfig): ModelSpec {
     return { stemKind: 'sequence', stem, head, ...common };
   }
   const stem = resolvePart('model.stem', () => resolveVolumeStemConfig({ ...m.stem, d, da }));
-  const head = resolvePart('model.inkHead', () => resolveInkHeadConfig({ ...m.inkHead, d, cell: stem.cell }));
+  const head = resolvePart('model.inkHead', () => resolveInkHeadConfig({ ...m.inkHead, d, cell: tokenCellVoxels(stem) }));
   return { stemKind: 'volume', stem, head, ...common };
 }
 

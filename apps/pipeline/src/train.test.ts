@@ -42,6 +42,20 @@ describe('goe train', () => {
     expect(tail).toBeLessThan(0.8 * head);
   });
 
+  it('trains behind a strided stem: the ink head decodes tokens that cover cell x stride input voxels', async () => {
+    // Two conv layers, the second at stride 2, cells of 2 feature voxels: tokens of 4^3 input voxels.
+    const cfg = small(join(root, 'strided'), {
+      steps: 6,
+      model: { stem: { convLayers: [{ channels: 4 }, { channels: 8, stride: 2, norm: 'layer' }], cell: [2, 2, 2] } },
+    });
+    const spec = resolveModelSpec(cfg.model) as VolumeModelSpec;
+    expect(spec.head.cell).toEqual([4, 4, 4]);
+    const r = await train(cfg, { progressStream: null });
+    const losses = r.history.map((h) => h['total'] as number);
+    expect(losses).toHaveLength(6);
+    for (const l of losses) expect(Number.isFinite(l)).toBe(true);
+  });
+
   it('holds no more tensors at the end of a step than after the first (no leaks)', () => {
     expect(liveTensors).toHaveLength(40);
     // Adam's moments appear on the first update; from then on the count must not grow.
