@@ -153,12 +153,18 @@ export class LayerNorm extends Module {
   }
 }
 
-/** GELU, tanh approximation (Hendrycks & Gimpel, 2016), from primitive ops that every backend has. */
+/**
+ * GELU, tanh approximation (Hendrycks & Gimpel, 2016), from primitive ops that every backend has:
+ * `0.5 x (1 + tanh z)` with `z = √(2/π) (x + 0.044715 x³)`, computed as the identical `x σ(2z)`
+ * (since 1 + tanh z = 2 σ(2z)): two ops fewer, and wasm's sigmoid is about 12x faster than its tanh
+ * (1.2 against 14.6 ms on [2048, 256]). Forward + backward on [2048, 256], wasm: 11-14 ms against
+ * 27-33 ms for the tanh form (interleaved runs on the 2-core machine).
+ */
 export function gelu(x: tf.Tensor): tf.Tensor {
   return tf.tidy(() => {
-    const c = Math.sqrt(2 / Math.PI);
+    const c2 = 2 * Math.sqrt(2 / Math.PI);
     // x*x*x rather than pow(x, 3): pow is several times slower on wasm.
-    const inner = tf.mul(tf.add(x, tf.mul(tf.mul(tf.mul(x, x), x), 0.044715)), c);
-    return tf.mul(tf.mul(x, 0.5), tf.add(tf.tanh(inner), 1));
+    const inner2 = tf.mul(tf.add(x, tf.mul(tf.mul(tf.mul(x, x), x), 0.044715)), c2);
+    return tf.mul(x, tf.sigmoid(inner2));
   });
 }
