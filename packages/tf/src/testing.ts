@@ -4,6 +4,8 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { availableBackends, type BackendName } from './backend.js';
 import type { Rng } from './rng.js';
+import type { Module } from './module.js';
+import type { Adam } from './optim.js';
 
 /**
  * The backends a conformance-style test should cover: every available one, or the comma-separated
@@ -74,4 +76,19 @@ export async function directionalGradCheck(
   } finally {
     tf.tidy(() => variable.assign(tf.tensor(w0, variable.shape)));
   }
+}
+
+/**
+ * One Adam step on every trainable variable of `modules` (checkpoint-style names under each key) for
+ * the scalar `loss`, which runs in a tidy; returns the loss value. For training runs in tests that
+ * must show a model learns, without a training loop of their own.
+ */
+export async function adamStepOn(modules: Record<string, Module>, adam: Adam, loss: () => tf.Scalar, lr: number): Promise<number> {
+  const params = new Map(Object.entries(modules).flatMap(([prefix, m]) => [...m.variables(prefix)].filter(([, v]) => v.trainable)));
+  const byId = new Map([...params].map(([name, v]) => [v.name, name]));
+  const { value, grads } = tf.variableGrads(() => tf.tidy(loss), [...params.values()]);
+  const out = (await value.data())[0] as number;
+  adam.apply(params, new Map(Object.entries(grads).map(([id, g]) => [byId.get(id) as string, g])), lr);
+  tf.dispose([value, ...Object.values(grads)]);
+  return out;
 }
