@@ -21,10 +21,11 @@ describe('goe CLI', () => {
   it('--help lists the commands; each command --help lists its options', async () => {
     const c = capture();
     expect(await main(['--help'])).toBe(0);
-    for (const cmd of ['train', 'segment', 'synth']) expect(c.out.join('\n')).toContain(cmd);
+    for (const cmd of ['train', 'segment', 'eval', 'synth']) expect(c.out.join('\n')).toContain(cmd);
     const want: Record<string, string[]> = {
       train: ['--stem', '--text', '--steps', '--seed', '--backend', '--out', '--config'],
       segment: ['--checkpoint', '--volume', '--out', '--backend'],
+      eval: ['--checkpoint', '--data', '--region', '--labels', '--json', '--backend', '--batch'],
       synth: ['--out', '--shape', '--seed'],
     };
     for (const [cmd, flags] of Object.entries(want)) {
@@ -85,6 +86,9 @@ describe('goe CLI', () => {
     expect(saved.model.stemKind).toBe('sequence');
     expect(await main(['segment', '--checkpoint', out, '--volume', join(dir, 'v.zarr'), '--out', join(dir, 'p.zarr'), '--quiet'])).toBe(2);
     expect(c.err.at(-1)).toContain('holds a sequence-stem model; segmentation needs a volume-stem (ink) model');
+    expect(await main(['eval', '--checkpoint', out, '--data', join(dir, 'v.zarr'), '--json'])).toBe(2);
+    expect(c.err.at(-1)).toContain('--checkpoint: ');
+    expect(c.err.at(-1)).toContain('holds a sequence-stem model; evaluation needs a volume-stem (ink) model');
   }, 60_000);
 
   it('goe train: an unknown --stem, or --text without the sequence stem, is a usage error naming the flag', async () => {

@@ -1,5 +1,5 @@
 /**
- * The `goe` command: `goe train`, `goe segment`, `goe synth`. Every subcommand has `--help`; unknown
+ * The `goe` command: `goe train`, `goe segment`, `goe eval`, `goe synth`, `goe inspect`. Every subcommand has `--help`; unknown
  * flags and bad values are errors that name the flag, with exit code 2 (usage) or 1 (failure).
  */
 import { routerPresets, routerRegistry } from '@goe/core';
@@ -13,6 +13,7 @@ import { STEM_KINDS, type StemKind } from './spec.js';
 import { CheckpointError, ConfigError, NonFiniteLossError } from './errors.js';
 import { Progress } from './progress.js';
 import { segment } from './segment.js';
+import { evaluate, formatEvalTable } from './eval.js';
 import { train } from './train.js';
 
 type Options = NonNullable<ParseArgsConfig['options']>;
@@ -194,6 +195,49 @@ const commands: Record<string, Command> = {
           backend: r.backend.name,
         }),
       );
+      return 0;
+    },
+  },
+  eval: {
+    summary: 'score every trained head of a checkpoint over a volume region against the labels beside the volume',
+    usage: 'goe eval --checkpoint RUN --data VOL.zarr [--region z0:z1,y0:y1,x0:x1] [--labels PATH] [--ignore-value N] [--json] [--backend NAME] [--batch N]',
+    options: {
+      checkpoint: { type: 'string' },
+      data: { type: 'string' },
+      region: { type: 'string' },
+      labels: { type: 'string' },
+      'ignore-value': { type: 'string' },
+      json: { type: 'boolean' },
+      backend: { type: 'string' },
+      batch: { type: 'string' },
+      help: { type: 'boolean', short: 'h' },
+    },
+    help: {
+      checkpoint: 'run folder written by `goe train` (or its checkpoint/ folder); a volume-stem model',
+      data: 'the volume: OME-Zarr group (level 0) or Zarr array, e.g. RUN/data/scroll.zarr',
+      region: 'half-open voxel ranges per axis, inside the volume (default: the whole volume)',
+      labels: 'ink label array or OME-Zarr label group (default: DATA/labels/ink, or the labels/ink of the group holding a level array)',
+      'ignore-value': 'ink label value meaning unlabelled, never scored (default: none)',
+      json: 'print one JSON object { checkpoint, data, labels, region, heads: { ink: { f05, threshold, precision, recall, auc, count, positives, … } } } instead of a table',
+      backend: `tensor backend: ${BACKENDS}`,
+      batch: 'tiles per forward pass (default 4)',
+    },
+    async run(v) {
+      for (const k of ['checkpoint', 'data']) {
+        if (typeof v[k] !== 'string') throw new ConfigError(`--${k}`, 'is required');
+      }
+      const batch = parseIntFlag(v['batch'] as string | undefined, '--batch');
+      if (batch !== undefined && batch < 1) throw new ConfigError('--batch', `expected an integer >= 1, got '${batch}'`);
+      const r = await evaluate({
+        checkpoint: v['checkpoint'] as string,
+        data: v['data'] as string,
+        region: v['region'] as string | undefined,
+        labels: v['labels'] as string | undefined,
+        ignoreValue: parseIntFlag(v['ignore-value'] as string | undefined, '--ignore-value'),
+        backend: v['backend'] as string | undefined,
+        batch,
+      });
+      console.log(v['json'] ? JSON.stringify(r) : formatEvalTable(r));
       return 0;
     },
   },

@@ -1,7 +1,7 @@
 /**
  * @goe/pipeline: the `goe` command's building blocks — configs, the training loop and its tasks (ink
  * segmentation behind the volume stem, masked-byte modelling behind the sequence stem), checkpoints,
- * segmentation, plots — for use from scripts as well as from the CLI.
+ * segmentation and evaluation over scroll chunks, plots — for use from scripts as well as from the CLI.
  */
 export { main, mainHelp } from './cli.js';
 export {
@@ -27,6 +27,18 @@ export {
   type ModelCheckpointInput,
   type RestoredModel,
 } from './checkpoint.js';
+export {
+  AUC_BINS,
+  InkMetricAccumulator,
+  evaluate,
+  formatEvalTable,
+  formatRegion,
+  inkLabelCandidates,
+  type EvalOptions,
+  type EvalResult,
+  type InkMetricAccumulatorOptions,
+  type StreamedInkMetrics,
+} from './eval.js';
 export { findProjectRoot, projectDocumentation, readTextFiles, type TextFile } from './docs.js';
 export {
   ByteModel,
@@ -43,7 +55,16 @@ export {
 } from './model.js';
 export { lineChartSvg, niceTicks, writeLineChartPng, type LineChartOptions, type Series } from './plot.js';
 export { Progress, formatDuration } from './progress.js';
-export { segment, type SegmentOptions, type SegmentResult } from './segment.js';
+export {
+  dtypeMax,
+  loadInkModel,
+  predictRegion,
+  segment,
+  type PredictRegionOptions,
+  type SegmentOptions,
+  type SegmentResult,
+  type TilePrediction,
+} from './segment.js';
 export { sequenceTask, type WindowBatch } from './sequence-task.js';
 export {
   STEM_KINDS,

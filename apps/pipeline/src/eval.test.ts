@@ -1,0 +1,211 @@
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
+import { makeRng, tf, useBackend } from '@goe/tf';
+import { inkMetrics, rankAuc } from '@goe/head-ink';
+import { createVolume, openVolume } from '@goe/scroll-io';
+import { resolvePhantomConfig, writePhantom } from '@goe/phantom';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { assignVariables, loadCheckpoint } from './checkpoint.js';
+import { main } from './cli.js';
+import { resolveTrainConfig } from './config.js';
+import { AUC_BINS, InkMetricAccumulator, evaluate, type EvalResult } from './eval.js';
+import { InkModel, normaliseIntensity } from './model.js';
+import { smallTrainConfig } from './small-config.js';
+import { resolveModelSpec, type VolumeModelSpec } from './spec.js';
+import { train } from './train.js';
+
+const root = mkdtempSync(join(tmpdir(), 'goe-eval-'));
+const SHAPE = [12, 40, 36] as const;
+let runDir: string;
+let scroll: { root: string; image: string; ink: string };
+/** The model's float32 ink probability over the whole volume `[D*H*W]`, and the ink labels. */
+let fullProb: Float32Array;
+let fullLabel: Uint8Array;
+
+/**
+ * The reference prediction, computed apart from `predictRegion`: a fresh model with the checkpoint's
+ * weights run on every 8x32x32 tile of the volume's grid, one tile per pass, edges padded with zeros.
+ */
+async function referencePrediction(): Promise<Float32Array> {
+  const ckpt = await loadCheckpoint(join(runDir, 'checkpoint'));
+  const config = resolveTrainConfig(ckpt.manifest.config as Record<string, unknown>);
+  const model = new InkModel(resolveModelSpec(config.model) as VolumeModelSpec, makeRng(config.seed));
+  assignVariables(ckpt, new Map([...model.variables()].map(([k, v]) => [`model/${k}`, v])), 'test');
+  const [D, H, W] = SHAPE;
+  const [pd, ph, pw] = config.model.patch;
+  const src = await openVolume(scroll.image);
+  const out = new Float32Array(D * H * W);
+  for (let z0 = 0; z0 < D; z0 += pd)
+    for (let y0 = 0; y0 < H; y0 += ph)
+      for (let x0 = 0; x0 < W; x0 += pw) {
+        const tile = await src.read({ offset: [z0, y0, x0], shape: [pd, ph, pw] });
+        const x = Float32Array.from(tile.data as Uint8Array, (v) => normaliseIntensity(v));
+        const prob = tf.tidy(() => tf.sigmoid(model.forward(tf.tensor5d(x, [1, pd, ph, pw, 1]), { training: false }).logits));
+        const p = (await prob.data()) as Float32Array;
+        prob.dispose();
+        for (let z = 0; z < pd && z0 + z < D; z++)
+          for (let y = 0; y < ph && y0 + y < H; y++)
+            for (let xx = 0; xx < pw && x0 + xx < W; xx++) out[((z0 + z) * H + y0 + y) * W + x0 + xx] = p[(z * ph + y) * pw + xx]!;
+      }
+  model.dispose();
+  return out;
+}
+
+/** Voxels of the whole-volume arrays inside `offset`/`shape`, C order. */
+function cut<T extends Float32Array | Uint8Array>(a: T, offset: number[], shape: number[]): number[] {
+  const [, H, W] = SHAPE;
+  const out: number[] = [];
+  for (let z = 0; z < shape[0]!; z++)
+    for (let y = 0; y < shape[1]!; y++) for (let x = 0; x < shape[2]!; x++) out.push(a[((offset[0]! + z) * H + offset[1]! + y) * W + offset[2]! + x]!);
+  return out;
+}
+
+/** Streamed metrics equal `inkMetrics` on the same voxels: the sweep exactly, the AUC within its bound. */
+function expectMatches(got: EvalResult['heads']['ink'], prob: ArrayLike<number>, label: ArrayLike<number>): void {
+  const want = inkMetrics(prob, label);
+  expect(got.count).toBe(want.count);
+  expect(got.positives).toBe(want.positives);
+  expect(got.sweep).toEqual(want.sweep);
+  expect([got.f05, got.threshold, got.precision, got.recall]).toEqual([want.f05, want.threshold, want.precision, want.recall]);
+  expect(Math.abs(got.auc - want.auc)).toBeLessThanOrEqual(got.aucResolution + 1e-12);
+  expect(got.aucResolution).toBeLessThan(0.01);
+}
+
+beforeAll(async () => {
+  const run = await train(smallTrainConfig(join(root, 'run'), { steps: 8, validationPatches: 1 }), { progressStream: null });
+  runDir = run.runDir;
+  const w = await writePhantom(join(root, 'vol'), resolvePhantomConfig({ shape: [...SHAPE], seed: 9, preset: 'easy' }));
+  scroll = { root: w.root, image: w.image, ink: w.labels['ink']! };
+  fullProb = await referencePrediction();
+  fullLabel = (await (await openVolume(scroll.ink)).read({ offset: [0, 0, 0], shape: [...SHAPE] })).data as Uint8Array;
+}, 120_000);
+
+afterAll(async () => {
+  await useBackend('cpu');
+});
+
+afterEach(() => vi.restoreAllMocks());
+
+describe('InkMetricAccumulator', () => {
+  const rng = makeRng(11);
+  const n = 5000;
+  const prob = Float64Array.from({ length: n }, () => rng.next());
+  const label = Uint8Array.from(prob, (p) => (rng.next() < 0.2 + 0.6 * p ? 1 : 0));
+
+  it('fed in chunks, gives inkMetrics: the threshold sweep exactly, the AUC within the histogram bound of the rank AUC', () => {
+    const acc = new InkMetricAccumulator();
+    for (let i = 0; i < n; i += 777) acc.add(prob.subarray(i, i + 777), label.subarray(i, i + 777));
+    const got = acc.result();
+    expectMatches(got, prob, label);
+    // 5000 uniform probabilities in 1001 bins: the tie bound is small but not zero.
+    expect(got.aucResolution).toBeGreaterThan(0);
+    expect(got.aucResolution).toBeLessThan(2e-3);
+  });
+
+  it('is exact for the AUC when every probability is a multiple of the bin width, ties included', () => {
+    const q = Float64Array.from(prob, (p) => Math.round(p * 40) / 40);
+    const acc = new InkMetricAccumulator();
+    acc.add(q, label);
+    const pos = [...q].filter((_, i) => label[i]);
+    const neg = [...q].filter((_, i) => !label[i]);
+    expect(acc.result().auc).toBeCloseTo(rankAuc(pos, neg), 12);
+    expect(AUC_BINS).toBe(1001);
+  });
+
+  it("skips the labels' unlabelled value as inkMetrics does; one labelled class gives AUC NaN", () => {
+    const l = Uint8Array.from(label, (v, i) => (i % 7 === 0 ? 255 : v));
+    const acc = new InkMetricAccumulator({ ignoreValue: 255 });
+    acc.add(prob, l);
+    const want = inkMetrics(prob, l, undefined, { ignoreValue: 255 });
+    expect(acc.result().sweep).toEqual(want.sweep);
+    expect(acc.result().count).toBe(want.count);
+    const one = new InkMetricAccumulator();
+    one.add([0.2, 0.7], [0, 0]);
+    expect(Number.isNaN(one.result().auc)).toBe(true);
+    expect(() => one.add([0.5], [])).toThrow(/label/);
+  });
+});
+
+describe('goe eval', () => {
+  it('scores the whole volume tile by tile: the metrics of inkMetrics on the full-volume prediction', async () => {
+    const r = await evaluate({ checkpoint: runDir, data: scroll.root, backend: 'wasm', batch: 1 });
+    expect(r.region).toBe('0:12,0:40,0:36');
+    expect(r.labels.ink).toBe(scroll.ink);
+    expect(r.tiles).toBe(2 * 2 * 2);
+    expect(r.heads.ink.count).toBe(12 * 40 * 36);
+    // The phantom has ink, and the prediction is not constant: the comparison is not a trivial one.
+    expect(r.heads.ink.positives).toBeGreaterThan(0);
+    expect(Math.max(...fullProb) - Math.min(...fullProb)).toBeGreaterThan(0.01);
+    expectMatches(r.heads.ink, fullProb, fullLabel);
+  });
+
+  it('a sub-region gives the metrics of that region only, the same voxels cut from the full-volume prediction', async () => {
+    const offset = [3, 5, 4];
+    const shape = [7, 30, 26];
+    const r = await evaluate({ checkpoint: runDir, data: scroll.image, region: '3:10,5:35,4:30', backend: 'wasm', batch: 1 });
+    expect(r.region).toBe('3:10,5:35,4:30');
+    // A level array (scroll.zarr/0) finds the labels of the group that holds it.
+    expect(r.labels.ink).toBe(scroll.ink);
+    expect(r.tiles).toBe(2 * 2 * 1);
+    expectMatches(r.heads.ink, cut(fullProb, offset, shape), cut(fullLabel, offset, shape));
+    expect(r.heads.ink.count).toBe(7 * 30 * 26);
+    // Not the whole volume's metrics: the region's own.
+    expect(r.heads.ink.count).toBeLessThan(fullLabel.length);
+  });
+
+  it('holds no tensors per tile: a run over 8 tiles leaves no more behind than a run over 1', async () => {
+    const left = async (region: string) => {
+      const before = tf.memory().numTensors;
+      await evaluate({ checkpoint: runDir, data: scroll.root, region, backend: 'wasm' });
+      return tf.memory().numTensors - before;
+    };
+    const one = await left('0:8,0:32,0:32');
+    const all = await left('0:12,0:40,0:36');
+    expect(all).toBe(one);
+    // Building the model leaves at most one tensor: the ink head's smoothing taps (assigned from a
+    // temporary that @goe/tf's SeparableSmoothing does not dispose); a leak per tile would be 8x.
+    expect(one).toBeLessThanOrEqual(1);
+  });
+
+  it('the CLI prints one JSON object with every trained head, and a table without --json', async () => {
+    const out: string[] = [];
+    vi.spyOn(console, 'log').mockImplementation((...a: unknown[]) => void out.push(a.join(' ')));
+    expect(await main(['eval', '--checkpoint', runDir, '--data', scroll.root, '--region', '0:8,0:32,0:32', '--backend', 'wasm', '--json'])).toBe(0);
+    const r = JSON.parse(out.at(-1)!) as EvalResult;
+    expect(Object.keys(r.heads)).toEqual(['ink']);
+    expect(r).toMatchObject({ checkpoint: join(runDir, 'checkpoint'), data: scroll.root, region: '0:8,0:32,0:32' });
+    for (const k of ['f05', 'threshold', 'precision', 'recall', 'auc', 'count', 'positives']) expect(typeof r.heads.ink[k as 'f05']).toBe('number');
+    expectMatches(r.heads.ink, cut(fullProb, [0, 0, 0], [8, 32, 32]), cut(fullLabel, [0, 0, 0], [8, 32, 32]));
+    expect(await main(['eval', '--checkpoint', runDir, '--data', scroll.root, '--region', '0:8,0:32,0:32', '--backend', 'wasm'])).toBe(0);
+    expect(out.at(-1)).toContain(`ink   ${r.heads.ink.f05.toFixed(4)}`);
+    expect(out.at(-1)).toContain('threshold sweep');
+  });
+
+  it('bad flags, missing labels, a region outside the volume and labels of another shape exit non-zero naming the flag and path', async () => {
+    const err: string[] = [];
+    vi.spyOn(console, 'log').mockImplementation(() => undefined);
+    vi.spyOn(console, 'error').mockImplementation((...a: unknown[]) => void err.push(a.join(' ')));
+    const other = await writePhantom(join(root, 'other'), resolvePhantomConfig({ shape: [8, 32, 32], seed: 1, preset: 'easy' }));
+    // A bare Zarr array: nothing beside it.
+    const bare = join(root, 'bare.zarr');
+    await createVolume(bare, { shape: [...SHAPE], chunks: [8, 32, 32], dtype: 'uint8', fillValue: 0 });
+    const base = ['eval', '--checkpoint', runDir, '--backend', 'wasm'];
+    const cases: [string[], number, RegExp][] = [
+      [['--data', scroll.root, '--region', '0:12,0:40,0:37'], 2, /--region: '0:12,0:40,0:37' reaches x = 37, outside .* of shape \[12, 40, 36\]/],
+      [['--data', scroll.root, '--region', '0:12,0:40'], 2, /--region: has 2 ranges/],
+      [['--data', scroll.root, '--region', '2:2,0:40,0:36'], 2, /--region: '2:2,0:40,0:36' is empty along z/],
+      [['--data', scroll.root, '--labels', join(root, 'none.zarr')], 2, /--labels: no ink labels found at .*none\.zarr/],
+      [['--data', bare], 2, /--labels: no ink labels found at .*bare\.zarr\/labels\/ink \(pass --labels PATH\)/],
+      [['--data', scroll.root, '--labels', other.labels['ink']!], 2, /--labels: .*other.* has shape \[8, 32, 32\] but .* has \[12, 40, 36\]/],
+      [['--data', scroll.root, '--batch', '0'], 2, /--batch: expected an integer >= 1/],
+      [['--data', scroll.root, '--ignore-value', 'none'], 2, /--ignore-value: expected an integer/],
+      [['--region', '0:1,0:1,0:1'], 2, /--data: is required/],
+      [['--data', join(root, 'missing.zarr'), '--labels', scroll.ink], 1, /missing\.zarr/],
+    ];
+    for (const [flags, code, message] of cases) {
+      expect(await main([...base, ...flags]), flags.join(' ')).toBe(code);
+      expect(err.at(-1)).toMatch(message);
+    }
+  });
+});
