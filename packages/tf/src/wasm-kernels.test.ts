@@ -588,6 +588,45 @@ describe('Tile on wasm (block copies)', () => {
   }
 });
 
+describe('Sum on wasm', () => {
+  const cases: { shape: number[]; axis: number | number[]; keepDims: boolean; dtype?: 'int32' }[] = [
+    { shape: [2048, 128], axis: 0, keepDims: false }, // bias gradients: the fast path
+    { shape: [5, 7, 3], axis: [1, 0], keepDims: true }, // two leading axes, given out of order
+    { shape: [4, 6], axis: -2, keepDims: false },
+    { shape: [6, 4, 5], axis: [0, 2], keepDims: false }, // not a leading prefix: the shipped kernel
+    { shape: [6, 4], axis: 1, keepDims: true }, // inner axis: the shipped kernel
+    { shape: [3, 4], axis: [0, 1], keepDims: false }, // every axis
+    { shape: [1, 5], axis: 0, keepDims: false }, // one row
+    { shape: [9, 4], axis: 0, keepDims: false, dtype: 'int32' },
+  ];
+  for (const c of cases) {
+    it(`sum ${c.dtype ?? 'float32'} [${c.shape}] over ${JSON.stringify(c.axis)}${c.keepDims ? ', keepDims' : ''} equals float64 sums`, () => {
+      const n = c.shape.reduce((a, b) => a * b, 1);
+      const rng = makeRng(n);
+      const v = Array.from({ length: n }, () => (c.dtype ? Math.floor(rng.next() * 20) - 10 : rng.normal()));
+      const axes = tf.util.parseAxisParam(c.axis, c.shape);
+      const outShape = c.shape.map((d, i) => (axes.includes(i) ? 1 : d));
+      const want = new Float64Array(outShape.reduce((a, b) => a * b, 1));
+      const strides = c.shape.map((_, i) => c.shape.slice(i + 1).reduce((a, b) => a * b, 1));
+      const oStrides = outShape.map((_, i) => outShape.slice(i + 1).reduce((a, b) => a * b, 1));
+      v.forEach((val, idx) => {
+        let o = 0;
+        c.shape.forEach((_, i) => {
+          const coord = Math.floor(idx / (strides[i] as number)) % (c.shape[i] as number);
+          if (!axes.includes(i)) o += coord * (oStrides[i] as number);
+        });
+        want[o] = (want[o] as number) + val;
+      });
+      const got = tf.tidy(() => tf.sum(tf.tensor(v, c.shape, c.dtype ?? 'float32'), c.axis, c.keepDims));
+      expect(got.shape).toEqual(c.keepDims ? outShape : c.shape.filter((_, i) => !axes.includes(i)));
+      expect(got.dtype).toBe(c.dtype ?? 'float32');
+      const g = got.dataSync();
+      want.forEach((w, i) => expect(Math.abs((g[i] as number) - w)).toBeLessThanOrEqual(c.dtype ? 0 : 1e-4 * Math.max(1, Math.abs(w))));
+      got.dispose();
+    });
+  }
+});
+
 describe('BatchMatMul and _FusedMatMul on wasm', () => {
   const cases: { a: number[]; b: number[]; tA: boolean; tB: boolean }[] = [];
   for (const [tA, tB] of [[false, false], [true, false], [false, true], [true, true]] as const) {
