@@ -69,6 +69,7 @@ function expectMatches(got: EvalResult['heads']['ink'], prob: ArrayLike<number>,
   expect(got.sweep).toEqual(want.sweep);
   expect([got.f05, got.threshold, got.precision, got.recall]).toEqual([want.f05, want.threshold, want.precision, want.recall]);
   expect(Math.abs(got.auc - want.auc)).toBeLessThanOrEqual(got.aucResolution + 1e-12);
+  // The 8-step model's probabilities crowd in a narrow band, so many ink / non-ink pairs share a bin.
   expect(got.aucResolution).toBeLessThan(0.01);
 }
 
@@ -98,19 +99,24 @@ describe('InkMetricAccumulator', () => {
     for (let i = 0; i < n; i += 777) acc.add(prob.subarray(i, i + 777), label.subarray(i, i + 777));
     const got = acc.result();
     expectMatches(got, prob, label);
-    // 5000 uniform probabilities in 1001 bins: the tie bound is small but not zero.
+    // 5000 uniform probabilities in 4001 bins: the tie bound is small but not zero.
     expect(got.aucResolution).toBeGreaterThan(0);
-    expect(got.aucResolution).toBeLessThan(2e-3);
+    expect(got.aucResolution).toBeLessThan(1e-3);
   });
 
-  it('is exact for the AUC when every probability is a multiple of the bin width, ties included', () => {
+  it('is exact for the AUC when no two different probabilities share a bin, ties and 0 and 1 included', () => {
     const q = Float64Array.from(prob, (p) => Math.round(p * 40) / 40);
     const acc = new InkMetricAccumulator();
     acc.add(q, label);
     const pos = [...q].filter((_, i) => label[i]);
     const neg = [...q].filter((_, i) => !label[i]);
     expect(acc.result().auc).toBeCloseTo(rankAuc(pos, neg), 12);
-    expect(AUC_BINS).toBe(1001);
+    expect(AUC_BINS).toBe(4001);
+    // The bins are uniform in the logit: probabilities near 0 (where a trained model's crowd) stay apart.
+    const tails = new InkMetricAccumulator();
+    tails.add([1e-6, 2e-6, 3e-6, 4e-6], [0, 1, 0, 1]);
+    expect(tails.result().auc).toBe(rankAuc([2e-6, 4e-6], [1e-6, 3e-6]));
+    expect(tails.result().aucResolution).toBe(0);
   });
 
   it("skips the labels' unlabelled value as inkMetrics does; one labelled class gives AUC NaN", () => {

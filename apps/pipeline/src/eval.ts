@@ -11,8 +11,26 @@ import { resolve } from 'node:path';
 import { ConfigError } from './errors.js';
 import { loadInkModel, predictRegion } from './segment.js';
 
-/** Histogram bins of the probabilities per class used for the streamed AUC: bin b holds p in [(b - ½)/1000, (b + ½)/1000). */
-export const AUC_BINS = 1001;
+/**
+ * Histogram bins of the probabilities per class for the streamed AUC: 4001 bins uniform in the logit
+ * over ±20, so bin b holds logits within ±0.005 of b/100 − 20 (see `aucBin`). 2 × 4001 float64 counts.
+ */
+export const AUC_BINS = 4001;
+
+/** The AUC histogram spans logits in [−AUC_LOGIT_RANGE, AUC_LOGIT_RANGE]: p from 2·10⁻⁹ to 1 − 2·10⁻⁹. */
+export const AUC_LOGIT_RANGE = 20;
+
+/**
+ * Histogram bin of probability `p` among `top + 1` bins: uniform in the logit ln(p / (1 − p)) over
+ * ±AUC_LOGIT_RANGE (ends clipped). A monotone map, so voxels in different bins keep their order; the
+ * logit rather than p itself because a trained model's probabilities crowd near 0 and 1 (on the default
+ * run 1001 bins uniform in p put the AUC 0.008 off the exact rank AUC).
+ */
+function aucBin(p: number, top: number): number {
+  const z = Math.log(p) - Math.log1p(-p);
+  const u = (Math.min(AUC_LOGIT_RANGE, Math.max(-AUC_LOGIT_RANGE, z)) + AUC_LOGIT_RANGE) / (2 * AUC_LOGIT_RANGE);
+  return Number.isNaN(u) ? 0 : Math.round(u * top);
+}
 
 /** The streamed ink metrics: `inkMetrics`' fields plus the AUC's resolution. */
 export interface StreamedInkMetrics extends InkMetrics {
@@ -39,9 +57,9 @@ export interface InkMetricAccumulatorOptions {
  * the swept thresholds are exact: a voxel's only contribution is which thresholds it passes, counted per
  * class exactly as `inkMetrics` counts them (prob ≥ threshold is ink; labels ≥ 0.5 are ink), in float64
  * (FACTS.md: float32 sums lose counts past 2^24). The AUC is the Mann–Whitney statistic of a per-class
- * histogram of probabilities (`bins` bins of width 1/(bins − 1), centred on multiples of it): pairs in
- * different bins are ordered as their probabilities are, pairs in one bin count ½, so the error is at
- * most `aucResolution`, and zero when every probability is a multiple of the bin width.
+ * histogram of probabilities (`bins` bins uniform in the logit, `aucBin`): pairs in different bins are
+ * ordered as their probabilities are, pairs in one bin count ½, so the error is at most `aucResolution`,
+ * and zero when no two different probabilities share a bin.
  */
 export class InkMetricAccumulator {
   readonly beta: number;
@@ -84,7 +102,7 @@ export class InkMetricAccumulator {
       let c = Math.min(T, Math.max(0, Math.floor(p * (T + 1))));
       while (c > 0 && p < (th[c - 1] as number)) c--;
       while (c < T && p >= (th[c] as number)) c++;
-      const b = Math.min(top, Math.max(0, Math.round(p * top)));
+      const b = aucBin(p, top);
       if (l >= 0.5) {
         this.#passPos[c]! += 1;
         this.#histPos[b]! += 1;
@@ -260,7 +278,7 @@ export function formatEvalTable(r: EvalResult): string {
     'head  F0.5    threshold  precision  recall  AUC     voxels      ink voxels',
     `ink   ${f(ink.f05)}  ${ink.threshold.toFixed(2).padEnd(9)}  ${f(ink.precision).padEnd(9)}  ${f(ink.recall)}  ${f(ink.auc)}  ${String(ink.count).padEnd(10)}  ${ink.positives}`,
     '',
-    `ink threshold sweep (AUC from a ${AUC_BINS - 1}-step histogram, within ±${ink.aucResolution.toExponential(1)} of the exact rank AUC):`,
+    `ink threshold sweep (AUC from a ${AUC_BINS}-bin logit histogram, within ±${ink.aucResolution.toExponential(1)} of the exact rank AUC):`,
     '  threshold  F0.5    precision  recall',
     ...ink.sweep.map((s) => `  ${s.threshold.toFixed(2).padEnd(9)}  ${f(s.f05)}  ${f(s.precision).padEnd(9)}  ${f(s.recall)}`),
   ];
