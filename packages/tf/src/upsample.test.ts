@@ -53,6 +53,11 @@ describe('unpatchifyCells', () => {
 });
 
 describe('SeparableSmoothing', () => {
+  it('building one and disposing it leaves no tensor behind', async () => {
+    await useBackend('cpu');
+    await expectNoLeak(() => new SeparableSmoothing(makeRng(2)).dispose(), 'construct + dispose');
+  });
+
   it('starts as the identity and matches a float64 separable filter with replicated edges', async () => {
     await useBackend('cpu');
     const shape = [2, 3, 4, 5];

@@ -71,7 +71,8 @@ export class SeparableSmoothing extends Module {
   constructor(rng: Rng) {
     super();
     this.taps = this.param('taps', [3, 3], { kind: 'zeros' }, rng);
-    this.taps.assign(tf.tensor2d([0, 1, 0, 0, 1, 0, 0, 1, 0], [3, 3]));
+    // In a tidy: the assigned value is a copy the variable keeps; the literal would otherwise leak.
+    tf.tidy(() => this.taps.assign(tf.tensor2d([0, 1, 0, 0, 1, 0, 0, 1, 0], [3, 3])));
   }
 
   /** @param x `[B, D, H, W]` @returns `[B, D, H, W]` */
