@@ -28,16 +28,12 @@ export {
   type RestoredModel,
 } from './checkpoint.js';
 export {
-  AUC_BINS,
-  InkMetricAccumulator,
   evaluate,
   formatEvalTable,
   formatRegion,
   inkLabelCandidates,
   type EvalOptions,
   type EvalResult,
-  type InkMetricAccumulatorOptions,
-  type StreamedInkMetrics,
 } from './eval.js';
 export { findProjectRoot, projectDocumentation, readTextFiles, type TextFile } from './docs.js';
 export {

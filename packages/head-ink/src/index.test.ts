@@ -4,11 +4,14 @@ import * as api from './index.js';
 describe('@goe/head-ink public API', () => {
   it('exports exactly these runtime names (a change here is a change to the package contract)', () => {
     expect(Object.keys(api).sort()).toEqual([
+      'AUC_BINS',
+      'AUC_LOGIT_RANGE',
       'INK_HEAD_DEFAULTS',
       'INK_THRESHOLDS',
       'InkHead',
       'InkHeadConfigError',
       'InkInputError',
+      'InkMetricAccumulator',
       'SeparableSmoothing',
       'inkLoss',
       'inkMetrics',

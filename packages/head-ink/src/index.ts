@@ -18,3 +18,10 @@ export {
   type InkThresholdPoint,
 } from './metrics.js';
 export { rleDecode, rleEncode } from './rle.js';
+export {
+  AUC_BINS,
+  AUC_LOGIT_RANGE,
+  InkMetricAccumulator,
+  type InkMetricAccumulatorOptions,
+  type StreamedInkMetrics,
+} from './stream.js';

@@ -89,10 +89,7 @@ export function inkMetrics(
     const l = label[i] as number;
     if (opts.ignoreValue !== undefined && l === opts.ignoreValue) continue;
     const p = prob[i] as number;
-    // c = #{k : p ≥ th[k]}: a guess from a uniform grid, then corrected exactly against th.
-    let c = Math.min(T, Math.max(0, Math.floor(p * (T + 1))));
-    while (c > 0 && p < (th[c - 1] as number)) c--;
-    while (c < T && p >= (th[c] as number)) c++;
+    const c = thresholdsPassed(p, th);
     if (l >= 0.5) {
       passPos[c]! += 1;
       posProbs[ip++] = p;
@@ -101,18 +98,52 @@ export function inkMetrics(
       negProbs[ineg++] = p;
     }
   }
-  // Voxels predicted ink at threshold k are those passing more than k thresholds: suffix sums.
-  const sweep: InkThresholdPoint[] = [];
-  let tp = 0;
-  let fp = 0;
+  const { sweep, best: b } = sweepFromPassCounts(passPos, passNeg, th, beta);
+  return { ...b, auc: sortedRankAuc(posProbs.sort(), negProbs.sort()), sweep, count: nPos + nNeg, positives: nPos };
+}
+
+/**
+ * c = #{k : p ≥ th[k]} for ascending thresholds: a guess from a uniform grid, corrected exactly.
+ * @internal shared by `inkMetrics` and `InkMetricAccumulator`
+ */
+export function thresholdsPassed(p: number, th: readonly number[]): number {
+  const T = th.length;
+  let c = Math.min(T, Math.max(0, Math.floor(p * (T + 1))));
+  while (c > 0 && p < (th[c - 1] as number)) c--;
+  while (c < T && p >= (th[c] as number)) c++;
+  return c;
+}
+
+/**
+ * The threshold sweep from per-class counts of voxels passing exactly c of the thresholds
+ * (`passPos[c]`, `passNeg[c]`, c = 0 … T): voxels predicted ink at threshold k pass more than k of
+ * them (suffix sums). Best F_β kept, the lowest threshold on ties.
+ * @internal shared by `inkMetrics` and `InkMetricAccumulator`
+ */
+export function sweepFromPassCounts(
+  passPos: Float64Array,
+  passNeg: Float64Array,
+  th: readonly number[],
+  beta: number,
+): { sweep: InkThresholdPoint[]; best: InkThresholdPoint; positives: number; negatives: number } {
+  const T = th.length;
+  let nPos = 0;
+  let nNeg = 0;
+  for (let c = 0; c <= T; c++) {
+    nPos += passPos[c] as number;
+    nNeg += passNeg[c] as number;
+  }
   const tps = new Float64Array(T);
   const fps = new Float64Array(T);
+  let tp = 0;
+  let fp = 0;
   for (let c = T; c >= 1; c--) {
     tp += passPos[c] as number;
     fp += passNeg[c] as number;
     tps[c - 1] = tp;
     fps[c - 1] = fp;
   }
+  const sweep: InkThresholdPoint[] = [];
   let best: InkThresholdPoint | undefined;
   for (let k = 0; k < T; k++) {
     const precision = tps[k]! + fps[k]! > 0 ? tps[k]! / (tps[k]! + fps[k]!) : 0;
@@ -121,8 +152,7 @@ export function inkMetrics(
     sweep.push(point);
     if (!best || point.f05 > best.f05) best = point;
   }
-  const b = best ?? { threshold: NaN, f05: 0, precision: 0, recall: 0 };
-  return { ...b, auc: sortedRankAuc(posProbs.sort(), negProbs.sort()), sweep, count: nPos + nNeg, positives: nPos };
+  return { sweep, best: best ?? { threshold: NaN, f05: 0, precision: 0, recall: 0 }, positives: nPos, negatives: nNeg };
 }
 
 /** Mann–Whitney AUC of positive vs negative scores, ties counted 1/2; NaN if a class is empty. */
