@@ -13,6 +13,7 @@ import { segment } from './segment.js';
 import { smallTrainConfig } from './small-config.js';
 import { resolveModelSpec, type VolumeModelSpec } from './spec.js';
 import { train, type TrainResult } from './train.js';
+import { NonFiniteLossError } from './errors.js';
 
 /** Small enough for CI: 8x32x32 patches of a 24x64x64 phantom. */
 const small = smallTrainConfig;
@@ -54,6 +55,27 @@ describe('goe train', () => {
     const losses = r.history.map((h) => h['total'] as number);
     expect(losses).toHaveLength(6);
     for (const l of losses) expect(Number.isFinite(l)).toBe(true);
+  });
+
+  it('a non-finite loss stops the run at its step, naming the loss part and the last good checkpoint', async () => {
+    // A learning rate of 1e30 blows the weights up on the first update, so step 2's loss is not finite.
+    // Logged every 5 steps only: the check must not wait for a logged step (nor let step 2 be saved).
+    const cfg = small(join(root, 'nan'), { steps: 8, logEvery: 5, checkpointEvery: 1, optim: { lr: 1e30, warmupSteps: 0 } });
+    const err = await train(cfg, { progressStream: null }).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(err).toBeInstanceOf(NonFiniteLossError);
+    const e = err as NonFiniteLossError;
+    expect(e.step).toBe(2);
+    expect(Number.isFinite(e.value)).toBe(false);
+    expect(e.part).not.toBe('');
+    expect(e.lastCheckpoint).toBe(join(root, 'nan', 'checkpoint'));
+    expect(e.message).toMatch(new RegExp(`loss part '${e.part}' is .* at step 2; last good checkpoint: .*nan/checkpoint`));
+    // The checkpoint on disk is the one from before the blow-up, with finite weights.
+    const saved = await loadCheckpoint(join(root, 'nan', 'checkpoint'));
+    expect(saved.manifest.step).toBe(1);
+    for (const t of saved.values.values()) expect(t.data.every(Number.isFinite)).toBe(true);
   });
 
   it('holds no more tensors at the end of a step than after the first (no leaks)', () => {

@@ -179,13 +179,25 @@ export async function runTraining<B>(
       });
       task.disposeBatch(batch);
 
+      // Every step, not only logged ones: a non-finite loss must stop the run before a checkpoint can
+      // save the weights it produced. One scalar read per step; the parts are read only to name one.
+      const total = (await (parts['total'] as tf.Scalar).data())[0] as number;
+      if (!Number.isFinite(total)) {
+        let part = 'total';
+        let value = total;
+        for (const [k, v] of Object.entries(parts)) {
+          const val = (await v.data())[0] as number;
+          if (k !== 'total' && !Number.isFinite(val)) [part, value] = [k, val];
+        }
+        tf.dispose([...Object.values(parts), gradNorm]);
+        throw new NonFiniteLossError(step + 1, part, value, lastCheckpoint);
+      }
+
       const logNow = (step + 1) % c.logEvery === 0 || step === 0 || step === c.steps - 1;
       if (logNow) {
         const rec: MetricsRecord = { step: step + 1, split: 'train', lr };
         for (const [k, v] of Object.entries(parts)) {
-          const val = (await v.data())[0] as number;
-          if (!Number.isFinite(val)) throw new NonFiniteLossError(step + 1, k, val, lastCheckpoint);
-          rec[k] = val;
+          rec[k] = (await v.data())[0] as number;
         }
         rec['gradNorm'] = (await gradNorm.data())[0] as number;
         rec['seconds'] = (performance.now() - t0) / 1000;
