@@ -14,7 +14,7 @@ import { CheckpointError, ConfigError, NonFiniteLossError } from './errors.js';
 import { Progress } from './progress.js';
 import { segment } from './segment.js';
 import { evaluate, formatEvalTable } from './eval.js';
-import { train } from './train.js';
+import { resumeTraining, train, type TrainResult } from './train.js';
 
 type Options = NonNullable<ParseArgsConfig['options']>;
 
@@ -62,11 +62,33 @@ async function readConfigFile(path: string): Promise<Record<string, unknown>> {
   }
 }
 
+/** The one-line JSON summary `goe train` prints when a run ends. */
+function printTrainSummary(r: TrainResult): void {
+  const first = r.history[0]?.['total'];
+  const last = r.history[r.history.length - 1]?.['total'];
+  console.log(
+    JSON.stringify({
+      run: r.runDir,
+      stem: r.stem,
+      backend: r.backend.name,
+      steps: r.steps,
+      firstLoss: first,
+      finalLoss: last,
+      validation: r.validation[r.validation.length - 1],
+      secondsPerStep: Number(r.secondsPerStep.toFixed(4)),
+      checkpoint: r.checkpoint,
+      lossCurve: r.lossCurvePng,
+      predictions: r.predictions,
+    }),
+  );
+}
+
 const commands: Record<string, Command> = {
   train: {
     summary: 'train a model: volume stem -> encoder -> GoE layer -> ink head, or the sequence stem and a byte head',
-    usage: 'goe train [--stem volume|sequence] [--steps N] [--seed S] [--backend NAME] [--router NAME] [--out DIR] [--config FILE.json]',
+    usage: 'goe train [--stem volume|sequence] [--steps N] [--seed S] [--backend NAME] [--router NAME] [--out DIR] [--config FILE.json] | goe train --resume [--out DIR]',
     options: {
+      resume: { type: 'boolean' },
       stem: { type: 'string' },
       text: { type: 'string', multiple: true },
       steps: { type: 'string' },
@@ -92,8 +114,20 @@ const commands: Record<string, Command> = {
       batch: `patches per step (default ${DEFAULT_TRAIN_CONFIG.batch})`,
       'phantom-shape': `size D,H,W of the synthetic scroll generated for training (default ${DEFAULT_TRAIN_CONFIG.data.phantomShape.join(',')})`,
       quiet: 'no progress output',
+      resume: `continue the run in --out (default ${DEFAULT_TRAIN_CONFIG.out}) from its last checkpoint with the config saved there, e.g. after the process was killed; the records logged after that checkpoint are dropped and those steps run again, so the loss curve equals an uninterrupted run's (only --out, --backend and --quiet may accompany it)`,
     },
     async run(v) {
+      if (v['resume']) {
+        const others = Object.keys(v).filter((k) => v[k] !== undefined && !['resume', 'out', 'backend', 'quiet'].includes(k));
+        if (others.length > 0) throw new ConfigError('--resume', `takes its config from the checkpoint; drop --${others.join(', --')}`);
+        const out = typeof v['out'] === 'string' ? v['out'] : DEFAULT_TRAIN_CONFIG.out;
+        const r = await resumeTraining(out, {
+          progressStream: v['quiet'] ? null : process.stderr,
+          ...(typeof v['backend'] === 'string' ? { backend: v['backend'] } : {}),
+        });
+        printTrainSummary(r);
+        return 0;
+      }
       const file = typeof v['config'] === 'string' ? await readConfigFile(v['config']) : {};
       const partial = file as DeepPartial<TrainConfig>;
       const steps = parseIntFlag(v['steps'] as string | undefined, '--steps');
@@ -129,24 +163,7 @@ const commands: Record<string, Command> = {
       const config = resolveTrainConfig(partial);
       if (text && config.model.stemKind !== 'sequence') throw new ConfigError('--text', 'applies to --stem sequence only');
       const r = await train(config, { progressStream: v['quiet'] ? null : process.stderr });
-      const first = r.history[0]?.['total'];
-      const last = r.history[r.history.length - 1]?.['total'];
-      const val = r.validation[r.validation.length - 1];
-      console.log(
-        JSON.stringify({
-          run: r.runDir,
-          stem: config.model.stemKind,
-          backend: r.backend.name,
-          steps: config.steps,
-          firstLoss: first,
-          finalLoss: last,
-          validation: val,
-          secondsPerStep: Number(r.secondsPerStep.toFixed(4)),
-          checkpoint: r.checkpoint,
-          lossCurve: r.lossCurvePng,
-          predictions: r.predictions,
-        }),
-      );
+      printTrainSummary(r);
       return 0;
     },
   },

@@ -72,5 +72,5 @@ export {
   type VolumeModelSpec,
 } from './spec.js';
 export type { LossParts, TrainTask, ValidationResult } from './task.js';
-export { createTask, prepareRun, runTraining, train, type MetricsRecord, type TrainOptions, type TrainResult } from './train.js';
+export { createTask, prepareRun, resumeTraining, runTraining, train, type MetricsRecord, type ResumePoint, type TrainOptions, type TrainResult } from './train.js';
 export { volumeTask } from './volume-task.js';

@@ -96,7 +96,7 @@ export async function sequenceTask(c: TrainConfig, runDir: string, model: ByteMo
     }
   }
   const window = { length: n, maskFraction: c.data.text.maskFraction };
-  const sampler = new MaskedByteSampler(train, { ...window, seed: c.seed });
+  let sampler = new MaskedByteSampler(train, { ...window, seed: c.seed });
   const valHost = evenMaskedWindows(validation, { ...window, count: c.validationPatches, batch: c.batch, seed: c.seed + 1 });
   const valBatches = valHost.map(windowBatch);
   // The context-free baseline on exactly the validation targets the model is scored on.
@@ -170,6 +170,15 @@ export async function sequenceTask(c: TrainConfig, runDir: string, model: ByteMo
     },
     state() {
       return { windows: sampler.state(), text };
+    },
+    restore(state) {
+      const s = state as { windows?: unknown; text?: unknown };
+      // The windows are positions in the text: resuming over other files would draw other bytes.
+      if (JSON.stringify(s.text) !== JSON.stringify(text)) {
+        throw new ConfigError('data.text.files', 'differ from the checkpoint\'s (files or their contents changed since); cannot resume');
+      }
+      if (typeof s.windows !== 'number') throw new ConfigError('state.windows', `expected a generator state, got ${JSON.stringify(s.windows)}`);
+      sampler = new MaskedByteSampler(train, { ...window, seed: c.seed, state: s.windows });
     },
     close() {
       valBatches.forEach(disposeWindows);

@@ -41,6 +41,8 @@ export interface TrainTask<B> {
   routing(): Promise<ProvenanceArrays>;
   /** JSON state of the data stream (saved in checkpoints). */
   state(): unknown;
+  /** Continues the batch sequence from a `state()` saved in a checkpoint (`goe train --resume`). */
+  restore(state: unknown): void;
   /** Frees the validation tensors and stops any prefetching. */
   close(): void;
 }

@@ -12,7 +12,7 @@ import { InkModel, normaliseIntensity } from './model.js';
 import { segment } from './segment.js';
 import { smallTrainConfig } from './small-config.js';
 import { resolveModelSpec, type VolumeModelSpec } from './spec.js';
-import { train, type TrainResult } from './train.js';
+import { resumeTraining, train, type TrainResult } from './train.js';
 import { NonFiniteLossError } from './errors.js';
 
 /** Small enough for CI: 8x32x32 patches of a 24x64x64 phantom. */
@@ -77,6 +77,43 @@ describe('goe train', () => {
     expect(saved.manifest.step).toBe(1);
     for (const t of saved.values.values()) expect(t.data.every(Number.isFinite)).toBe(true);
   });
+
+  it('--resume after a crash continues from the last checkpoint: the loss curve equals an uninterrupted run step for step', async () => {
+    const cfg = (out: string) => small(join(root, out), { steps: 12, checkpointEvery: 4, validateEvery: 6 });
+    const whole = await train(cfg('whole'), { progressStream: null });
+    // The crash: the run dies after logging step 7; its last checkpoint is step 4, and steps 5-7 were
+    // logged after it.
+    const crash = new Error('killed');
+    const died = await train(cfg('crashed'), {
+      progressStream: null,
+      onLog: (r) => {
+        if (r.step === 7) throw crash;
+      },
+    }).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(died).toBe(crash);
+    const resumed = await resumeTraining(join(root, 'crashed'), { progressStream: null });
+    const curve = (file: string) =>
+      readFileSync(file, 'utf8')
+        .trim()
+        .split('\n')
+        .map((l) => JSON.parse(l) as Record<string, number | string>)
+        .map(({ seconds: _s, ...rest }) => rest);
+    const a = curve(join(root, 'whole', 'metrics.jsonl'));
+    const b = curve(join(root, 'crashed', 'metrics.jsonl'));
+    expect(b.map((r) => `${r['split']}@${r['step']}`)).toEqual(a.map((r) => `${r['split']}@${r['step']}`));
+    expect(b).toEqual(a); // every loss part, learning rate, gradient norm and validation metric, exactly
+    expect(resumed.history.map((r) => r['total'])).toEqual(whole.history.map((r) => r['total']));
+    // The checkpoints agree too.
+    const ca = await loadCheckpoint(join(root, 'whole', 'checkpoint'));
+    const cb = await loadCheckpoint(join(root, 'crashed', 'checkpoint'));
+    expect(cb.manifest.step).toBe(12);
+    for (const [k, v] of ca.values) expect(Array.from(cb.values.get(k)!.data), k).toEqual(Array.from(v.data));
+    // A finished run is not resumed again.
+    await expect(resumeTraining(join(root, 'crashed'), { progressStream: null })).rejects.toThrow(/step 12 of 12: the run is complete/);
+  }, 60_000);
 
   it('holds no more tensors at the end of a step than after the first (no leaks)', () => {
     expect(liveTensors).toHaveLength(40);

@@ -8,11 +8,12 @@
 import { Adam, initBackend, makeRng, tf, type BackendChoice } from '@goe/tf';
 import { atomicWriteFile } from '@goe/scroll-io';
 import { summarizeProvenance, writeProvenancePictures } from '@goe/core';
-import { mkdir, writeFile, appendFile, rm } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { mkdir, writeFile, appendFile, readFile, rm } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { learningRate, type TrainConfig } from './config.js';
-import { saveModelCheckpoint } from './checkpoint.js';
-import { NonFiniteLossError } from './errors.js';
+import { assignVariables, loadModel, saveModelCheckpoint } from './checkpoint.js';
+import { CheckpointError, NonFiniteLossError } from './errors.js';
 import { buildModel, type ByteModel, type InkModel, type Trunk } from './model.js';
 import { writeLineChartPng } from './plot.js';
 import { Progress } from './progress.js';
@@ -31,6 +32,9 @@ export interface MetricsRecord {
 export interface TrainResult {
   runDir: string;
   backend: BackendChoice;
+  /** The stem the model was trained behind, and the run's total steps. */
+  stem: 'volume' | 'sequence';
+  steps: number;
   /** Training loss per logged step. */
   history: MetricsRecord[];
   validation: MetricsRecord[];
@@ -107,13 +111,17 @@ export async function createTask(c: TrainConfig, runDir: string, trunk?: Trunk):
 export async function runTraining<B>(
   task: TrainTask<B>,
   c: TrainConfig,
-  run: { runDir: string; backend: BackendChoice },
+  run: { runDir: string; backend: BackendChoice; resume?: ResumePoint },
   options: TrainOptions = {},
 ): Promise<TrainResult> {
-  const { runDir, backend } = run;
+  const { runDir, backend, resume } = run;
   const { model } = task;
   const metricsPath = join(runDir, 'metrics.jsonl');
   const optimizer = new Adam({ beta1: c.optim.beta1, beta2: c.optim.beta2 });
+  if (resume) {
+    optimizer.restore(resume.optimizer, resume.optimizerSteps);
+    task.restore(resume.sampler);
+  }
   const vars = model.variables();
   const trainable = new Map([...vars].filter(([, v]) => v.trainable));
   // tf.variableGrads keys gradients by the engine's variable name; map them back to parameter paths.
@@ -125,10 +133,11 @@ export async function runTraining<B>(
   progress?.log(`model: ${model.spec.stemKind} stem, ${model.parameterCount().toLocaleString('en')} parameters; run folder ${runDir}`);
   progress?.log(task.description);
 
-  const history: MetricsRecord[] = [];
-  const validation: MetricsRecord[] = [];
+  const history: MetricsRecord[] = resume ? resume.records.filter((r) => r.split === 'train') : [];
+  const validation: MetricsRecord[] = resume ? resume.records.filter((r) => r.split === 'val') : [];
   const ckptDir = join(runDir, 'checkpoint');
-  let lastCheckpoint: string | undefined;
+  let lastCheckpoint: string | undefined = resume ? ckptDir : undefined;
+  const first = resume?.step ?? 0;
   const t0 = performance.now();
   const routingDir = join(runDir, 'routing');
 
@@ -159,7 +168,7 @@ export async function runTraining<B>(
   };
 
   try {
-    for (let step = 0; step < c.steps; step++) {
+    for (let step = first; step < c.steps; step++) {
       const batch = await task.nextBatch();
       const lr = learningRate(c.optim, step, c.steps);
 
@@ -213,7 +222,7 @@ export async function runTraining<B>(
       if (c.validateEvery > 0 && (step + 1) % c.validateEvery === 0 && step + 1 < c.steps) await validate(step + 1);
       if (c.checkpointEvery > 0 && (step + 1) % c.checkpointEvery === 0 && step + 1 < c.steps) await checkpoint(step + 1);
     }
-    const secondsPerStep = (performance.now() - t0) / 1000 / c.steps;
+    const secondsPerStep = (performance.now() - t0) / 1000 / Math.max(1, c.steps - first);
     progress?.done();
     await validate(c.steps);
     await checkpoint(c.steps);
@@ -237,10 +246,75 @@ export async function runTraining<B>(
         logY: true,
       },
     );
-    return { runDir, backend, history, validation, checkpoint: ckptDir, lossCurvePng, predictions: task.predictions, secondsPerStep };
+    return {
+      runDir,
+      backend,
+      stem: model.spec.stemKind,
+      steps: c.steps,
+      history,
+      validation,
+      checkpoint: ckptDir,
+      lossCurvePng,
+      predictions: task.predictions,
+      secondsPerStep,
+    };
   } finally {
     optimizer.dispose();
     task.close();
+  }
+}
+
+/** Where a resumed run continues: the checkpoint's step, optimiser state, sampler state, and the log so far. */
+export interface ResumePoint {
+  step: number;
+  optimizer: Map<string, { shape: number[]; data: Float32Array }>;
+  optimizerSteps: Record<string, number>;
+  sampler: unknown;
+  /** `metrics.jsonl` records up to and including `step` (later ones were logged after the checkpoint). */
+  records: MetricsRecord[];
+}
+
+/**
+ * Continues the run in `runDir` from its last checkpoint, as if it had never stopped (a run killed at
+ * any point, `kill -9` included): the checkpoint's config, weights, Adam state and sampler state, the
+ * steps after it run again, and `metrics.jsonl` loses the records logged after the checkpoint, so the
+ * continued loss curve equals an uninterrupted run's step for step.
+ * @throws CheckpointError when the folder has no readable checkpoint, or the run had already finished
+ */
+export async function resumeTraining(runDir: string, options: TrainOptions & { backend?: string } = {}): Promise<TrainResult> {
+  const dir = resolve(runDir);
+  const ckptDir = join(dir, 'checkpoint');
+  const restored = await loadModel(ckptDir);
+  const c: TrainConfig = { ...restored.config, out: dir, ...(options.backend ? { backend: options.backend } : {}) };
+  const m = restored.checkpoint.manifest;
+  restored.model.dispose();
+  if (m.step >= c.steps) throw new CheckpointError(ckptDir, `is at step ${m.step} of ${c.steps}: the run is complete`);
+  const state = (m.state ?? {}) as { sampler?: unknown; optimizerSteps?: Record<string, number> };
+  if (state.sampler === undefined || state.optimizerSteps === undefined) throw new CheckpointError(ckptDir, 'holds no sampler or optimiser state to resume from');
+  const optimizer = new Map<string, { shape: number[]; data: Float32Array }>();
+  for (const [k, v] of restored.checkpoint.values) if (k.startsWith('optimizer/')) optimizer.set(k.slice('optimizer/'.length), v);
+
+  const metricsPath = join(dir, 'metrics.jsonl');
+  const lines = existsSync(metricsPath) ? (await readFile(metricsPath, 'utf8')).split('\n').filter((l) => l.trim() !== '') : [];
+  const records: MetricsRecord[] = [];
+  for (const l of lines) {
+    let r: MetricsRecord;
+    try {
+      r = JSON.parse(l) as MetricsRecord;
+    } catch {
+      break; // a line cut short by the kill: nothing after it was written
+    }
+    if (r.step <= m.step) records.push(r);
+  }
+  await atomicWriteFile(metricsPath, records.map((r) => `${JSON.stringify(r)}\n`).join(''));
+
+  const backend = await initBackend({ backend: c.backend === 'auto' ? undefined : c.backend });
+  const task = await createTask(c, dir);
+  try {
+    assignVariables(restored.checkpoint, new Map([...task.model.variables()].map(([k, v]) => [`model/${k}`, v])), ckptDir);
+    return await runTraining(task, c, { runDir: dir, backend, resume: { step: m.step, optimizer, optimizerSteps: state.optimizerSteps, sampler: state.sampler, records } }, options);
+  } finally {
+    task.model.dispose();
   }
 }
 

@@ -5,7 +5,7 @@
  * Kaggle-style F0.5 and writes middle slices of its predictions as a PNG.
  */
 import { tf } from '@goe/tf';
-import { openVolume, PatchSampler, type Volume } from '@goe/scroll-io';
+import { openVolume, PatchSampler, type PatchSamplerState, type Volume } from '@goe/scroll-io';
 import { resolvePhantomConfig, writePhantom } from '@goe/phantom';
 import { inkMetrics } from '@goe/head-ink';
 import { join } from 'node:path';
@@ -141,6 +141,9 @@ export async function volumeTask(c: TrainConfig, runDir: string, model: InkModel
     },
     state() {
       return sampler.state();
+    },
+    restore(state) {
+      sampler.restore(state as PatchSamplerState);
     },
     close() {
       sampler.close();
