@@ -23,7 +23,6 @@ import { Adam, makeRng, tf, type Rng } from '@goe/tf';
 import { resolveGoeConfig, type GoeConfig, type GoeConfigInput } from './config.js';
 import { GoeConfigError } from './errors.js';
 import { GoeLayer, disposeGoeOutput, readGoeStats } from './layer.js';
-import { adamStep } from './test-utils.js';
 
 /** How the function after the first is chosen (see the module comment). */
 export type RoutingTaskKind = 'graph' | 'content';
@@ -389,12 +388,9 @@ export async function trainRoutingModel(task: RoutingTask, options: Partial<Rout
     const y = tf.tensor3d(s.y, [1, s.n, d]);
     let logged: tf.Scalar | null = null;
     const log = o.logEvery > 0 && step % o.logEvery === 0;
-    // In a tidy: Adam's first step creates each moment from a `zerosLike` tensor that it keeps (a
-    // variable holds its own reference to the data, so freeing that tensor here is safe).
-    tf.tidy(() =>
-      adamStep(
+    adam
+      .minimize(
         layer,
-        adam,
         () => {
           const out = layer.apply({ tokens: x }, { training: true });
           const mse = tf.mean(tf.square(tf.sub(out.tokens, y))) as tf.Scalar;
@@ -402,8 +398,8 @@ export async function trainRoutingModel(task: RoutingTask, options: Partial<Rout
           return tf.add(mse, out.losses.total) as tf.Scalar;
         },
         o.lr,
-      ),
-    );
+      )
+      .dispose();
     if (logged) {
       lossCurve.push([step, (await (logged as tf.Scalar).data())[0] as number]);
       (logged as tf.Scalar).dispose();

@@ -36,10 +36,5 @@ export function copyWeights(from: GoeLayer, to: GoeLayer): void {
  * name, so an expert that got no token this step is skipped rather than misaligning the moments).
  */
 export function adamStep(module: Module, adam: Adam, loss: () => tf.Scalar, lr: number): void {
-  const params = new Map([...module.variables()].filter(([, v]) => v.trainable));
-  const byId = new Map([...params].map(([name, v]) => [v.name, name]));
-  const { value, grads } = tf.variableGrads(loss, [...params.values()]);
-  const named = new Map(Object.entries(grads).map(([id, g]) => [byId.get(id) as string, g]));
-  adam.apply(params, named, lr);
-  tf.dispose([value, ...Object.values(grads)]);
+  adam.minimize(module, loss, lr).dispose();
 }

@@ -2,6 +2,10 @@ import { describe, expect, it } from 'vitest';
 import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-cpu';
 import { Adam } from './optim.js';
+import { Linear } from './module.js';
+import { makeRng } from './rng.js';
+// Registers the gradients (tfjs-core's Node entry point ships none), as importing @goe/tf does.
+import './grads.js';
 
 /** Float64 Adam on the host, the textbook update. */
 function adamRef(p: number[], grads: number[][], lr: number, b1 = 0.9, b2 = 0.999, eps = 1e-8, wd = 0): number[] {
@@ -69,6 +73,39 @@ describe('Adam keyed by name', () => {
     wrong.dispose();
     opt.dispose();
     tf.dispose([...vars.values()]);
+  });
+
+  it('minimize takes and applies the gradients of a module (or a record of modules) by parameter name, without leaks', async () => {
+    await tf.setBackend('cpu');
+    const build = () => new Linear(3, 2, makeRng(4));
+    const [a, b] = [build(), build()];
+    const x = tf.tensor2d([0.5, -1, 2, 1, 0.25, -0.5], [2, 3]);
+    const loss = (m: Linear) => () => tf.sum(tf.square(m.apply(x))) as tf.Scalar;
+    const [optA, optB] = [new Adam(), new Adam()];
+    for (let step = 0; step < 3; step++) {
+      const v = optA.minimize(a, loss(a), 0.05);
+      expect(v.shape).toEqual([]);
+      v.dispose();
+      // The same step by hand, on the twin module under a record key.
+      const params = new Map([...b.variables('lin.')].filter(([, p]) => p.trainable));
+      const byId = new Map([...params].map(([n, p]) => [p.name, n]));
+      const { value, grads } = tf.variableGrads(loss(b), [...params.values()]);
+      optB.apply(params, new Map(Object.entries(grads).map(([id, g]) => [byId.get(id)!, g])), 0.05);
+      tf.dispose([value, ...Object.values(grads)]);
+    }
+    for (const [name, p] of a.variables()) expect(Array.from(await p.data()), name).toEqual(Array.from(await b.variables().get(name)!.data()));
+    expect(Object.keys(optB.state().steps).every((k) => k.startsWith('lin.'))).toBe(true);
+    const before = tf.memory().numTensors;
+    optA.minimize({ lin: a }, loss(a), 0.05).dispose();
+    optA.minimize({ lin: a }, loss(a), 0.05).dispose();
+    // The record form names parameters under its key: new moments once, then nothing more.
+    const afterFirst = tf.memory().numTensors;
+    optA.minimize({ lin: a }, loss(a), 0.05).dispose();
+    expect(tf.memory().numTensors).toBe(afterFirst);
+    expect(afterFirst).toBeGreaterThanOrEqual(before);
+    tf.dispose([x]);
+    [optA, optB].forEach((o) => o.dispose());
+    [a, b].forEach((m) => m.dispose());
   });
 
   it('a parameter without a gradient is untouched and keeps its own step count', async () => {

@@ -9,6 +9,7 @@
  * and the state saves and restores by name in checkpoints.
  */
 import * as tf from '@tensorflow/tfjs-core';
+import type { Module } from './module.js';
 
 export interface AdamConfig {
   beta1: number;
@@ -89,6 +90,22 @@ export class Adam {
     }
   }
 
+  /**
+   * One update of every trainable variable of `modules` for the scalar `loss` (run in a tidy): the
+   * gradients are taken and applied here. Parameters are named as checkpoints name them (under each
+   * key of a record of modules), so the state stays keyed by name.
+   * @returns the loss value; the caller disposes it
+   */
+  minimize(modules: Module | Record<string, Module>, loss: () => tf.Scalar, lr: number): tf.Scalar {
+    const entries: [string, Module][] = isModule(modules) ? [['', modules]] : Object.entries(modules);
+    const params = new Map(entries.flatMap(([key, m]) => [...m.variables(key ? `${key}.` : '')].filter(([, v]) => v.trainable)));
+    const byId = new Map([...params].map(([name, v]) => [v.name, name]));
+    const { value, grads } = tf.variableGrads(() => tf.tidy(loss), [...params.values()]);
+    this.apply(params, new Map(Object.entries(grads).map(([id, g]) => [byId.get(id) as string, g])), lr);
+    tf.dispose(Object.values(grads));
+    return value;
+  }
+
   /** The moment tensors by `NAME/m`, `NAME/v`, and the per-parameter step counts, for checkpoints. */
   state(): { tensors: Map<string, tf.Tensor>; steps: Record<string, number> } {
     const tensors = new Map<string, tf.Tensor>();
@@ -120,4 +137,8 @@ export class Adam {
     for (const s of this.slots.values()) tf.dispose([s.m, s.v]);
     this.slots.clear();
   }
+}
+
+function isModule(x: Module | Record<string, Module>): x is Module {
+  return typeof (x as Module).variables === 'function';
 }

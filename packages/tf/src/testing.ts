@@ -80,15 +80,11 @@ export async function directionalGradCheck(
 
 /**
  * One Adam step on every trainable variable of `modules` (checkpoint-style names under each key) for
- * the scalar `loss`, which runs in a tidy; returns the loss value. For training runs in tests that
- * must show a model learns, without a training loop of their own.
+ * the scalar `loss`; returns the loss value. For training runs in tests that must show a model learns.
  */
 export async function adamStepOn(modules: Record<string, Module>, adam: Adam, loss: () => tf.Scalar, lr: number): Promise<number> {
-  const params = new Map(Object.entries(modules).flatMap(([prefix, m]) => [...m.variables(prefix)].filter(([, v]) => v.trainable)));
-  const byId = new Map([...params].map(([name, v]) => [v.name, name]));
-  const { value, grads } = tf.variableGrads(() => tf.tidy(loss), [...params.values()]);
+  const value = adam.minimize(modules, loss, lr);
   const out = (await value.data())[0] as number;
-  adam.apply(params, new Map(Object.entries(grads).map(([id, g]) => [byId.get(id) as string, g])), lr);
-  tf.dispose([value, ...Object.values(grads)]);
+  value.dispose();
   return out;
 }
