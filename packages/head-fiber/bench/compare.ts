@@ -157,8 +157,6 @@ async function main(): Promise<void> {
   const classical = fiberErrorByFace(tensor.direction, concat(val.map((b) => b.target)), concatU8(val.map((b) => b.mask)));
   const untrained = await score(model, val, usePositions);
 
-  const params = new Map(model.modules().flatMap(([p, m]) => [...m.variables(p)].filter(([, v]) => v.trainable)));
-  const byId = new Map([...params].map(([name, v]) => [v.name, name]));
   const adam = new Adam();
   const trainRng = makeRng(seed + 2000);
   const t0 = performance.now();
@@ -168,12 +166,12 @@ async function main(): Promise<void> {
     const x = tf.tensor5d(b.x, [b.n, ...PATCH, 1]);
     const t = tf.tensor3d(b.target, [b.n, b.target.length / 3 / b.n, 3]);
     const m = tf.tensor2d(b.mask, [b.n, b.mask.length / b.n], 'float32');
-    const { value, grads } = tf.variableGrads(() => fiberLoss(model.apply(x, usePositions ? b.origins : undefined), t, m), [...params.values()]);
-    last = (await value.data())[0] as number;
-    if (!Number.isFinite(last)) throw new Error(`step ${step}: the loss is ${last}`);
+    // Linear warm-up over the first 5% of the steps.
     const progress = Math.min(1, step / Math.max(1, steps * 0.05));
-    adam.apply(params, new Map(Object.entries(grads).map(([id, g]) => [byId.get(id) as string, g])), lr * progress);
-    tf.dispose([value, ...Object.values(grads), x, t, m]);
+    const value = adam.minimize(Object.fromEntries(model.modules()), () => fiberLoss(model.apply(x, usePositions ? b.origins : undefined), t, m), lr * progress);
+    last = (await value.data())[0] as number;
+    tf.dispose([value, x, t, m]);
+    if (!Number.isFinite(last)) throw new Error(`step ${step}: the loss is ${last}`);
     if (step % 25 === 0 || step === steps) {
       const s = (performance.now() - t0) / 1000;
       process.stderr.write(`[fibre] step ${step}/${steps} | loss ${last.toFixed(4)} | ${(s / step).toFixed(2)} s/step | ETA ${((steps - step) * s / step).toFixed(0)} s\n`);
