@@ -21,9 +21,10 @@ describe('goe CLI', () => {
   it('--help lists the commands; each command --help lists its options', async () => {
     const c = capture();
     expect(await main(['--help'])).toBe(0);
-    for (const cmd of ['train', 'segment', 'eval', 'synth']) expect(c.out.join('\n')).toContain(cmd);
+    for (const cmd of ['train', 'segment', 'eval', 'synth', 'report']) expect(c.out.join('\n')).toContain(cmd);
     const want: Record<string, string[]> = {
-      train: ['--stem', '--text', '--steps', '--seed', '--backend', '--out', '--config'],
+      train: ['--stem', '--text', '--steps', '--seed', '--backend', '--out', '--config', '--resume'],
+      report: ['--run'],
       segment: ['--checkpoint', '--volume', '--out', '--backend'],
       eval: ['--checkpoint', '--data', '--region', '--labels', '--json', '--backend', '--batch'],
       synth: ['--out', '--shape', '--seed'],

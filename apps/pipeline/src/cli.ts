@@ -15,6 +15,7 @@ import { Progress } from './progress.js';
 import { segment } from './segment.js';
 import { evaluate, formatEvalTable } from './eval.js';
 import { resumeTraining, train, type TrainResult } from './train.js';
+import { writeReport } from './report.js';
 
 type Options = NonNullable<ParseArgsConfig['options']>;
 
@@ -324,6 +325,24 @@ const commands: Record<string, Command> = {
       progress?.done();
       const fragment = v['fragment'] ? await writePhantomFragment(v['out'], config) : undefined;
       console.log(JSON.stringify(fragment ? { ...written, fragment: fragment.dir } : written));
+      return 0;
+    },
+  },
+  report: {
+    summary: 'draw a run\'s pictures into RUN/report/: loss parts, learning rate, gradient norm and validation metrics over steps, with an index.md that also shows the routing pictures and predictions',
+    usage: 'goe report RUN   (or --run RUN)',
+    positional: 'run',
+    options: {
+      run: { type: 'string' },
+      help: { type: 'boolean', short: 'h' },
+    },
+    help: {
+      run: 'a run folder written by goe train (holding metrics.jsonl)',
+    },
+    async run(v) {
+      if (typeof v['run'] !== 'string') throw new ConfigError('RUN', 'is required (goe report RUN)');
+      const r = await writeReport(v['run']);
+      console.log(JSON.stringify({ report: r.index, charts: r.charts, pictures: r.pictures }));
       return 0;
     },
   },
