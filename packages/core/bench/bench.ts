@@ -25,69 +25,23 @@ import { writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { parseArgs } from 'node:util';
-import { availableBackends, makeRng, tf, useBackend, type BackendName } from '@goe/tf';
+import { availableBackends, makeRng, parsePeerBenchOptions, positiveFlag, tf, timeSteps, useBackend, type BackendName, type PeerBenchOptions, type StepTiming } from '@goe/tf';
 import { GoeLayer, disposeGoeOutput, readGoeStats, resolveGoeConfig, type GoeConfigInput } from '../src/index.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const SIZES = { B: 4, N: 256, d: 64, da: 16, de: 64, hidden: 128, k: 2 };
 
-interface Options {
-  backend?: string;
+interface Options extends PeerBenchOptions {
   experts: number[];
-  quick: boolean;
-  json?: string;
-  torch: boolean;
-  python: string;
-  minTime: number;
-  maxReps: number;
 }
 
 function options(argv: string[]): Options {
-  const { values } = parseArgs({
-    args: argv,
-    options: {
-      backend: { type: 'string' },
-      experts: { type: 'string' },
-      quick: { type: 'boolean', default: false },
-      json: { type: 'string' },
-      'no-torch': { type: 'boolean', default: false },
-      python: { type: 'string' },
-      'min-time': { type: 'string' },
-      'max-reps': { type: 'string' },
-    },
-  });
-  const positive = (v: string | undefined, name: string, fallback: number): number => {
-    if (v === undefined) return fallback;
-    const n = Number(v);
-    if (!(n > 0)) throw new Error(`--${name} must be a positive number, got '${v}'`);
-    return n;
-  };
-  const quick = values.quick ?? false;
-  const experts = (values.experts ?? '4,8,16,32').split(',').map((s) => positive(s.trim(), 'experts', 0));
-  return {
-    ...(values.backend ? { backend: values.backend } : {}),
-    experts,
-    quick,
-    ...(values.json ? { json: values.json } : {}),
-    torch: !values['no-torch'],
-    python: values.python ?? process.env['GOE_PYTHON'] ?? '/usr/bin/python3',
-    minTime: positive(values['min-time'], 'min-time', quick ? 0.5 : 3),
-    maxReps: positive(values['max-reps'], 'max-reps', quick ? 5 : 20),
-  };
+  const { common, values } = parsePeerBenchOptions(argv, { experts: { type: 'string' } });
+  const experts = ((values['experts'] as string | undefined) ?? '4,8,16,32').split(',').map((s) => positiveFlag(s.trim(), 'experts', 0));
+  return { ...common, experts };
 }
 
-const median = (xs: number[]): number => {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? (s[m] as number) : ((s[m - 1] as number) + (s[m] as number)) / 2;
-};
-
-interface Timing {
-  wallMs: number;
-  cpuMs: number;
-  reps: number;
-}
+type Timing = StepTiming;
 
 interface Row extends Timing {
   layer: 'moe' | 'goe';
@@ -118,21 +72,11 @@ async function timeLayer(layer: GoeLayer, opt: Options): Promise<Timing> {
   await step();
   await step();
   const before = tf.memory().numTensors;
-  const wall: number[] = [];
-  const cpu: number[] = [];
-  const start = performance.now();
-  while (wall.length < opt.maxReps && (wall.length < 5 || performance.now() - start < opt.minTime * 1000)) {
-    const t0 = performance.now();
-    const c0 = process.cpuUsage();
-    await step();
-    const c = process.cpuUsage(c0);
-    cpu.push((c.user + c.system) / 1000);
-    wall.push(performance.now() - t0);
-  }
+  const timing = await timeSteps(step, opt);
   const leaked = tf.memory().numTensors - before;
   tf.dispose([tokens, aux]);
   if (leaked !== 0) throw new Error(`a step leaked ${leaked} tensors`);
-  return { wallMs: median(wall), cpuMs: median(cpu), reps: wall.length };
+  return timing;
 }
 
 function layerConfig(kind: 'moe' | 'goe', experts: number, haltEps: number): GoeConfigInput {

@@ -26,8 +26,7 @@ import { writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { parseArgs } from 'node:util';
-import { initBackend, makeRng, tf } from '@goe/tf';
+import { initBackend, makeRng, parsePeerBenchOptions, tf, timeSteps, type PeerBenchOptions, type StepTiming } from '@goe/tf';
 import { Encoder, resolveEncoderConfig, type AuxRefine, type EncoderConfig } from '../src/index.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -54,61 +53,16 @@ const SHAPE = { depth: 2, heads: 4, mlpRatio: 2, da: 16, auxDim: 16, auxHeads: 2
 /** Largest |ours − PyTorch| over the largest |PyTorch|, per tensor, for the two to count as equal. */
 const AGREE = 1e-3;
 
-interface Options {
-  backend?: string;
-  quick: boolean;
-  json?: string;
-  torch: boolean;
-  python: string;
-  minTime: number;
-  maxReps: number;
+interface Options extends PeerBenchOptions {
   profile: boolean;
 }
 
 function options(argv: string[]): Options {
-  const { values } = parseArgs({
-    args: argv,
-    options: {
-      backend: { type: 'string' },
-      quick: { type: 'boolean', default: false },
-      json: { type: 'string' },
-      'no-torch': { type: 'boolean', default: false },
-      python: { type: 'string' },
-      'min-time': { type: 'string' },
-      'max-reps': { type: 'string' },
-      profile: { type: 'boolean', default: false },
-    },
-  });
-  const positive = (v: string | undefined, name: string, fallback: number): number => {
-    if (v === undefined) return fallback;
-    const n = Number(v);
-    if (!(n > 0)) throw new Error(`--${name} must be a positive number, got '${v}'`);
-    return n;
-  };
-  const quick = values.quick ?? false;
-  return {
-    ...(values.backend ? { backend: values.backend } : {}),
-    quick,
-    ...(values.json ? { json: values.json } : {}),
-    torch: !values['no-torch'],
-    python: values.python ?? process.env['GOE_PYTHON'] ?? '/usr/bin/python3',
-    minTime: positive(values['min-time'], 'min-time', quick ? 0.5 : 3),
-    maxReps: positive(values['max-reps'], 'max-reps', quick ? 5 : 20),
-    profile: values.profile ?? false,
-  };
+  const { common, values } = parsePeerBenchOptions(argv, { profile: { type: 'boolean', default: false } });
+  return { ...common, profile: values['profile'] === true };
 }
 
-const median = (xs: number[]): number => {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? (s[m] as number) : ((s[m - 1] as number) + (s[m] as number)) / 2;
-};
-
-interface Timing {
-  wallMs: number;
-  cpuMs: number;
-  reps: number;
-}
+type Timing = StepTiming;
 
 interface Row {
   workload: Workload;
@@ -176,20 +130,9 @@ async function timeOurs(w: Workload, opt: Options): Promise<Timing & Pick<Row, '
     await step();
     await step();
     const before = tf.memory().numTensors;
-    const wall: number[] = [];
-    const cpu: number[] = [];
-    const start = performance.now();
-    while (wall.length < opt.maxReps && (wall.length < 5 || performance.now() - start < opt.minTime * 1000)) {
-      const t0 = performance.now();
-      const c0 = process.cpuUsage();
-      await step();
-      const c = process.cpuUsage(c0);
-      cpu.push((c.user + c.system) / 1000);
-      wall.push(performance.now() - t0);
-    }
+    const timing = await timeSteps(step, opt);
     const leaked = tf.memory().numTensors - before;
     if (leaked !== 0) throw new Error(`${w.key}: a step leaked ${leaked} tensors`);
-    const timing = { wallMs: median(wall), cpuMs: median(cpu), reps: wall.length };
     return opt.profile ? { ...timing, profile: await profileStep(step) } : timing;
   } finally {
     p.dispose();

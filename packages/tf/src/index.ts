@@ -19,7 +19,8 @@ export {
 } from './backend.js';
 export { WebGpuError, checkWebGpuErrors, type WebGpuInfo } from './webgpu.js';
 export { makeRng, type Rng } from './rng.js';
-export { adamStepOn, backendsUnderTest, directionalGradCheck, expectNoLeak, maxAbsDiff } from './testing.js';
+export { median, parsePeerBenchOptions, positiveFlag, timeSteps, type PeerBenchOptions, type StepTiming } from './benchmark.js';
+export { adamStepOn, hostGradients, backendsUnderTest, directionalGradCheck, expectNoLeak, maxAbsDiff } from './testing.js';
 export { Linear, LayerNorm, Module, gelu, initValues, type Init } from './module.js';
 // Importing grads.js registers tfjs-core's gradients (its Node build ships none) plus the ones it lacks.
 export { GRADIENT_KERNELS, GradientError, registerMissingGradients } from './grads.js';

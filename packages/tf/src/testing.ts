@@ -88,3 +88,17 @@ export async function adamStepOn(modules: Record<string, Module>, adam: Adam, lo
   value.dispose();
   return out;
 }
+
+/**
+ * Gradients of `loss` with respect to every trainable variable (or `vars`), read to the host by the
+ * engine's variable name; asserts that taking them leaks no tensor.
+ */
+export async function hostGradients(loss: () => tf.Scalar, vars?: tf.Variable[]): Promise<Map<string, Float32Array>> {
+  return expectNoLeak(async () => {
+    const { value, grads } = tf.variableGrads(loss, vars);
+    const out = new Map<string, Float32Array>();
+    for (const [k, g] of Object.entries(grads)) out.set(k, (await g.data()) as Float32Array);
+    tf.dispose([value, ...Object.values(grads)]);
+    return out;
+  }, 'gradient step');
+}

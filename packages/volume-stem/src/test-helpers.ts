@@ -2,7 +2,7 @@
  * Float64 helpers shared by the stem's tests (not part of the package API).
  */
 import { expect } from 'vitest';
-import { directionalGradCheck, expectNoLeak, makeRng, tf, type Rng } from '@goe/tf';
+import { directionalGradCheck, hostGradients, makeRng, tf, type Rng } from '@goe/tf';
 import type { StemActivation } from './config.js';
 import type { VolumeStem } from './stem.js';
 
@@ -63,13 +63,7 @@ export async function expectStemGradients(
       const o = stem.apply(x, { training: true });
       return tf.add(tf.sum(tf.mul(o.tokens, r1)), tf.sum(tf.mul(o.aux, r2))) as tf.Scalar;
     });
-  const grads = await expectNoLeak(async () => {
-    const { value, grads } = tf.variableGrads(lossFn);
-    const out = new Map<string, Float32Array>();
-    for (const [k, g] of Object.entries(grads)) out.set(k, (await g.data()) as Float32Array);
-    tf.dispose([value, ...Object.values(grads)]);
-    return out;
-  }, 'gradient step');
+  const grads = await hostGradients(lossFn);
   const vars = stem.variables();
   expect(grads.size).toBe(vars.size);
   for (const [path, v] of vars) {
