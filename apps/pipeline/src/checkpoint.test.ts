@@ -73,7 +73,7 @@ describe('model checkpoints', () => {
       expect(restored.model.stem.config).toEqual(model.stem.config);
       expect(restored.model.encoder.config).toEqual(model.encoder.config);
       expect(restored.model.core.config).toEqual(model.core.config);
-      expect(restored.model.head.config).toEqual(model.head.config);
+      expect([...restored.model.variables().keys()]).toEqual([...model.variables().keys()]);
       expect(restored.model.encoder.config).toMatchObject({ depth: 1, heads: 2, mlpRatio: 3 });
 
       const run = async (m: typeof model): Promise<Float32Array> => {

@@ -5,7 +5,7 @@
  */
 import { PHANTOM_PRESETS, type PhantomPreset } from '@goe/phantom';
 import { ConfigError } from './errors.js';
-import { STEM_KINDS, resolveModelSpec, type StemKind } from './spec.js';
+import { STEM_KINDS, VOLUME_HEADS, resolveModelSpec, type StemKind, type VolumeHeadName } from './spec.js';
 
 /** Text for the sequence stem's masked-byte modelling task. */
 export interface TextDataConfig {
@@ -31,8 +31,14 @@ export interface DataConfig {
   phantomPreset: PhantomPreset;
   /** Path of a Zarr / OME-Zarr volume (source `zarr`). */
   volume: string;
-  /** Path of the ink label array beside it (source `zarr`). */
+  /** Path of the ink label array beside it (source `zarr`, ink head). */
   inkLabels: string;
+  /** Path of the papyrus (sheet) label array, uint8 0/1 (source `zarr`, geometry head). */
+  papyrusLabels: string;
+  /** Path of the fibre direction field `[3, D, H, W]` float32 (source `zarr`, fibre head). */
+  fibreField: string;
+  /** Path of the sheet normal field `[3, D, H, W]` float32 (source `zarr`, geometry head's normals). */
+  normalField: string;
   /**
    * Fraction held out for validation, so that training and validation never overlap. Volumes: the top
    * of the z extent (the scroll axis): training patches come from z < (1 - f) D, validation patches
@@ -60,11 +66,21 @@ export interface ModelConfig {
   width: number;
   /** Aux routing-feature width da. */
   auxWidth: number;
+  /**
+   * Volume stem: the task heads trained together on the shared tokens (`--heads ink,fiber,geometry`);
+   * each needs its labels (ink: `inkLabels`; fiber: `fibreField`; geometry: `papyrusLabels`, and
+   * `normalField` when the head predicts normals). The phantom source has them all.
+   */
+  heads: VolumeHeadName[];
+  /** Weight of each head's loss in the total (multi-task). */
+  lossWeights: Record<VolumeHeadName, number>;
   /** The chosen stem's config (`@goe/volume-stem` or `@goe/sequence-stem`). */
   stem: Record<string, unknown>;
   encoder: Record<string, unknown>;
   core: Record<string, unknown>;
   inkHead: Record<string, unknown>;
+  fiberHead: Record<string, unknown>;
+  geometryHead: Record<string, unknown>;
   byteHead: Record<string, unknown>;
   /** Weight of the router's auxiliary losses in the total. */
   auxLossWeight: number;
@@ -115,6 +131,9 @@ export const DEFAULT_TRAIN_CONFIG: TrainConfig = {
     phantomPreset: 'easy',
     volume: '',
     inkLabels: '',
+    papyrusLabels: '',
+    fibreField: '',
+    normalField: '',
     validationFraction: 1 / 3,
     prefetch: 4,
     text: { files: [], maskFraction: 0.15 },
@@ -125,10 +144,14 @@ export const DEFAULT_TRAIN_CONFIG: TrainConfig = {
     sequenceLength: 128,
     width: 32,
     auxWidth: 8,
+    heads: ['ink'],
+    lossWeights: { ink: 1, fiber: 1, geometry: 1 },
     stem: {},
     encoder: {},
     core: {},
     inkHead: {},
+    fiberHead: {},
+    geometryHead: {},
     byteHead: {},
     auxLossWeight: 1,
   },
@@ -160,7 +183,7 @@ function merge(defaults: unknown, partial: unknown, path: string): unknown {
   if (partial === undefined) return defaults;
   if (isPlainObject(defaults)) {
     if (!isPlainObject(partial)) throw new ConfigError(path, `expected an object, got ${describe(partial)}`);
-    const opaque = /^model\.(stem|encoder|core|inkHead|byteHead)$/.test(path);
+    const opaque = /^model\.(stem|encoder|core|inkHead|fiberHead|geometryHead|byteHead)$/.test(path);
     if (opaque) return { ...partial };
     const out: Record<string, unknown> = {};
     for (const key of Object.keys(partial)) {
@@ -180,6 +203,7 @@ function merge(defaults: unknown, partial: unknown, path: string): unknown {
     }
     return [...partial];
   }
+  if (path === 'model.heads') return parseHeads(partial, path);
   if (Array.isArray(defaults)) {
     if (
       !Array.isArray(partial) ||
@@ -197,6 +221,19 @@ function merge(defaults: unknown, partial: unknown, path: string): unknown {
     throw new ConfigError(path, `expected a finite number, got ${describe(partial)}`);
   }
   return partial;
+}
+
+/** A list of distinct head names (or the `--heads` spelling `ink,fiber`). */
+export function parseHeads(v: unknown, field: string): VolumeHeadName[] {
+  const list = typeof v === 'string' ? v.split(',').map((h) => h.trim()) : v;
+  if (!Array.isArray(list) || list.length === 0) {
+    throw new ConfigError(field, `expected a non-empty list of heads (${VOLUME_HEADS.join(', ')}), got ${describe(v)}`);
+  }
+  for (const h of list) {
+    if (!VOLUME_HEADS.includes(h as VolumeHeadName)) throw new ConfigError(field, `unknown head ${describe(h)}; expected ${VOLUME_HEADS.join(', ')}`);
+  }
+  if (new Set(list).size !== list.length) throw new ConfigError(field, `a head is listed twice: ${describe(v)}`);
+  return VOLUME_HEADS.filter((h) => list.includes(h));
 }
 
 function positiveInt(v: number, field: string, allowZero = false): void {
@@ -234,8 +271,17 @@ export function resolveTrainConfig(partial: DeepPartial<TrainConfig> | Record<st
       `expected one of ${Object.keys(PHANTOM_PRESETS).join(', ')}, got ${describe(c.data.phantomPreset)}`,
     );
   }
-  if (c.model.stemKind === 'volume' && c.data.source === 'zarr' && (!c.data.volume || !c.data.inkLabels)) {
-    throw new ConfigError('data.volume', `source 'zarr' needs data.volume and data.inkLabels`);
+  for (const h of VOLUME_HEADS) {
+    const w = c.model.lossWeights[h];
+    if (!(w >= 0)) throw new ConfigError(`model.lossWeights.${h}`, `expected a number >= 0, got ${w}`);
+  }
+  if (c.model.stemKind === 'volume' && c.data.source === 'zarr') {
+    if (!c.data.volume) throw new ConfigError('data.volume', `source 'zarr' needs data.volume`);
+    const need: Record<VolumeHeadName, keyof DataConfig> = { ink: 'inkLabels', fiber: 'fibreField', geometry: 'papyrusLabels' };
+    for (const h of c.model.heads) {
+      const key = need[h];
+      if (!c.data[key]) throw new ConfigError(`data.${key}`, `source 'zarr' with the ${h} head needs data.${key}`);
+    }
   }
   if (!(c.data.validationFraction > 0 && c.data.validationFraction < 1)) {
     throw new ConfigError('data.validationFraction', `expected a number in (0, 1), got ${c.data.validationFraction}`);
@@ -257,7 +303,10 @@ export function resolveTrainConfig(partial: DeepPartial<TrainConfig> | Record<st
     );
   }
   // Every part's own checks, now, so that a bad stem or encoder field stops before anything is written.
-  resolveModelSpec(c.model);
+  const spec = resolveModelSpec(c.model);
+  if (spec.stemKind === 'volume' && spec.geometryHead?.normals && c.data.source === 'zarr' && !c.data.normalField) {
+    throw new ConfigError('data.normalField', `source 'zarr' with the geometry head's normals needs data.normalField (or model.geometryHead.normals: false)`);
+  }
   return c;
 }
 

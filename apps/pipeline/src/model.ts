@@ -15,23 +15,35 @@ import { SequenceStem, ByteHead, byteLoss } from '@goe/sequence-stem';
 import { Encoder } from '@goe/encoder';
 import { GoeLayer, readProvenance, type GoeOutput, type GoeProvenance, type ProvenanceArrays } from '@goe/core';
 import { InkHead, inkLoss } from '@goe/head-ink';
+import { FiberHead, fiberLoss, fiberTargetsFromVoxels } from '@goe/head-fiber';
+import { GeometryHead, geometryLoss, type GeometryOutput } from '@goe/head-geometry';
 import { ConfigError } from './errors.js';
-import type { ModelSpec, SequenceModelSpec, VolumeModelSpec } from './spec.js';
+import { volumeHeads, type ModelSpec, type SequenceModelSpec, type VolumeHeadName, type VolumeModelSpec } from './spec.js';
 
-/** One batch of patches as tensors, plus the host copy of the labels for metrics. */
+/** One batch of patches as tensors, with the targets of every head the model carries. */
 export interface PatchBatch {
   /** `[B, D, H, W, 1]` intensities scaled to about [-1, 1]. */
   x: tf.Tensor5D;
-  /** `[B, D, H, W]` ink labels (0/1). */
-  ink: tf.Tensor4D;
-  /** Host copies, for metrics and pictures. */
+  /** `[B, D, H, W]` ink labels (0/1) (ink head). */
+  ink?: tf.Tensor4D;
+  /** `[B, N, 3]` per-token fibre directions and `[B, N]` labelled mask (fibre head). */
+  fiber?: { target: tf.Tensor3D; mask: tf.Tensor2D };
+  /** `[B, D, H, W]` sheet (papyrus) mask, and `[B, N, 3]` / `[B, N]` normals and their mask (geometry head). */
+  geometry?: { sheet: tf.Tensor4D; normals?: tf.Tensor3D; normalMask?: tf.Tensor2D };
+  /** Host copies, for metrics and pictures: intensities `[B*D*H*W]` and per-head labels. */
   image: Float32Array;
-  inkLabels: Uint8Array;
+  inkLabels?: Uint8Array;
+  sheetLabels?: Uint8Array;
+  /** `[B*N*3]` and `[B*N]`. */
+  fiberTargets?: { target: Float32Array; mask: Uint8Array };
+  normalTargets?: { target: Float32Array; mask: Uint8Array };
 }
 
-interface RawPatch {
+/** One sampled patch: image voxels, label voxels by name, and vector fields `[3, D, H, W]` by name. */
+export interface RawPatch {
   image: ArrayLike<number>;
   labels: Record<string, ArrayLike<number>>;
+  fields?: Record<string, ArrayLike<number>>;
 }
 
 /** uint8 CT intensities to about [-1, 1]; the scale is fixed so that train and segment agree. */
@@ -39,26 +51,81 @@ export function normaliseIntensity(v: number, dtypeMax = 255): number {
   return (v / dtypeMax) * 2 - 1;
 }
 
-/** Stacks sampler patches into a batch. */
-export function patchBatch(patches: RawPatch[], patch: [number, number, number]): PatchBatch {
-  const n = patch[0] * patch[1] * patch[2];
-  const x = new Float32Array(patches.length * n);
-  const ink = new Uint8Array(patches.length * n);
-  patches.forEach((p, b) => {
-    const inkSrc = p.labels['ink'];
-    if (!inkSrc) throw new Error('patch has no ink labels');
-    for (let i = 0; i < n; i++) {
-      x[b * n + i] = normaliseIntensity(p.image[i] as number);
-      ink[b * n + i] = (inkSrc[i] as number) > 0 ? 1 : 0;
-    }
+/**
+ * Per-token sign-free targets from a field stored components first (`[3, D, H, W]` per patch, as the
+ * phantom writes it): the fibre head's `fiberTargetsFromVoxels` (the principal direction of the cell's
+ * outer products; zero vectors are unlabelled), used for fibres and sheet normals alike.
+ */
+function tokenTargets(fields: ArrayLike<number>[], grid: TokenGrid): { target: Float32Array; mask: Uint8Array } {
+  const n = grid.inputShape[0] * grid.inputShape[1] * grid.inputShape[2];
+  const last = new Float32Array(fields.length * n * 3);
+  fields.forEach((f, b) => {
+    if (f.length !== 3 * n) throw new Error(`field patch has ${f.length} values; expected [3, ${grid.inputShape.join(', ')}]`);
+    for (let i = 0; i < n; i++) for (let c = 0; c < 3; c++) last[(b * n + i) * 3 + c] = f[c * n + i] as number;
   });
+  const t = fiberTargetsFromVoxels(last, grid, fields.length);
+  return { target: t.target, mask: t.mask };
+}
+
+/**
+ * Stacks sampler patches into a batch with the targets of `heads`.
+ * @param grid the stem's token grid over the patch (for per-token targets)
+ */
+export function patchBatch(patches: RawPatch[], patch: [number, number, number], heads: readonly VolumeHeadName[] = ['ink'], grid?: TokenGrid): PatchBatch {
+  const n = patch[0] * patch[1] * patch[2];
   const B = patches.length;
-  return {
-    x: tf.tensor5d(x, [B, patch[0], patch[1], patch[2], 1]),
-    ink: tf.tensor4d(Float32Array.from(ink), [B, patch[0], patch[1], patch[2]]),
-    image: x,
-    inkLabels: ink,
+  const x = new Float32Array(B * n);
+  patches.forEach((p, b) => {
+    for (let i = 0; i < n; i++) x[b * n + i] = normaliseIntensity(p.image[i] as number);
+  });
+  const binary = (name: string): Uint8Array => {
+    const out = new Uint8Array(B * n);
+    patches.forEach((p, b) => {
+      const src = p.labels[name];
+      if (!src) throw new Error(`patch has no ${name} labels`);
+      for (let i = 0; i < n; i++) out[b * n + i] = (src[i] as number) > 0 ? 1 : 0;
+    });
+    return out;
   };
+  const field = (name: string): ArrayLike<number>[] =>
+    patches.map((p) => {
+      const f = p.fields?.[name];
+      if (!f) throw new Error(`patch has no ${name} field`);
+      return f;
+    });
+  const needGrid = (): TokenGrid => {
+    if (!grid) throw new Error('per-token targets need the token grid');
+    return grid;
+  };
+  const batch: PatchBatch = { x: tf.tensor5d(x, [B, ...patch, 1]), image: x };
+  const N = grid ? grid.dims[0] * grid.dims[1] * grid.dims[2] : 0;
+  if (heads.includes('ink')) {
+    batch.inkLabels = binary('ink');
+    batch.ink = tf.tensor4d(Float32Array.from(batch.inkLabels), [B, ...patch]);
+  }
+  if (heads.includes('fiber')) {
+    batch.fiberTargets = tokenTargets(field('fibre'), needGrid());
+    batch.fiber = {
+      target: tf.tensor3d(batch.fiberTargets.target, [B, N, 3]),
+      mask: tf.tensor2d(Float32Array.from(batch.fiberTargets.mask), [B, N]),
+    };
+  }
+  if (heads.includes('geometry')) {
+    batch.sheetLabels = binary('papyrus');
+    batch.geometry = { sheet: tf.tensor4d(Float32Array.from(batch.sheetLabels), [B, ...patch]) };
+    if (patches[0]?.fields?.['normal']) {
+      batch.normalTargets = tokenTargets(field('normal'), needGrid());
+      batch.geometry.normals = tf.tensor3d(batch.normalTargets.target, [B, N, 3]);
+      batch.geometry.normalMask = tf.tensor2d(Float32Array.from(batch.normalTargets.mask), [B, N]);
+    }
+  }
+  return batch;
+}
+
+/** Every tensor of `b`. */
+export function batchTensors(b: PatchBatch): tf.Tensor[] {
+  const all: (tf.Tensor | undefined)[] = [b.x, b.ink, b.fiber?.target, b.fiber?.mask, b.geometry?.sheet, b.geometry?.normals, b.geometry?.normalMask];
+  return all.filter((t): t is tf.Tensor => t !== undefined);
 }
 
 /** The modality-agnostic part every stem feeds: encoder -> Graph-of-Experts layer. */
@@ -83,16 +150,18 @@ function disposeProvenance(g: GoeOutput): void {
   tf.dispose([g.provenance.experts, g.provenance.gates, g.provenance.haltedAt].filter(Boolean) as tf.Tensor[]);
 }
 
-/** Stem -> trunk -> head, for any stem whose input is `X`. */
-abstract class StemModel<X extends tf.Tensor, S extends Module, H extends Module> extends Module {
+/**
+ * Stem -> trunk, for any stem whose input is `X`; subclasses add their heads after the trunk (so the
+ * random draws go stem, encoder, GoE layer, heads).
+ */
+abstract class StemModel<X extends tf.Tensor, S extends Module> extends Module {
   readonly stem: S;
   readonly encoder: Encoder;
   readonly core: GoeLayer;
-  readonly head: H;
 
   protected constructor(
     readonly spec: ModelSpec,
-    parts: { stem: (rng: Rng) => S; head: (rng: Rng) => H },
+    parts: { stem: (rng: Rng) => S },
     rng: Rng,
     trunk?: Trunk,
   ) {
@@ -110,7 +179,12 @@ abstract class StemModel<X extends tf.Tensor, S extends Module, H extends Module
     }
     this.encoder = this.child('encoder', t.encoder);
     this.core = this.child('core', t.core);
-    this.head = this.child('head', parts.head(rng));
+  }
+
+  /** Frees the variables that are this model's own: everything but a shared trunk's encoder and GoE layer. */
+  disposeOwnParts(): void {
+    const trunk = new Set([...this.encoder.variables().values(), ...this.core.variables().values()]);
+    for (const v of this.variables().values()) if (!trunk.has(v)) v.dispose();
   }
 
   /** The stem's tokens and aux routing features for `x`. */
@@ -137,19 +211,40 @@ abstract class StemModel<X extends tf.Tensor, S extends Module, H extends Module
 }
 
 export interface InkForward {
-  /** `[B, D, H, W]` ink logits. */
-  logits: tf.Tensor4D;
+  /** `[B, D, H, W]` ink logits (ink head). */
+  logits?: tf.Tensor4D;
+  /** `[B, N, 3]` unit fibre directions, sign arbitrary (fibre head). */
+  fiber?: tf.Tensor3D;
+  /** Sheet logits `[B, D, H, W]` and normals `[B, N, 3]` (geometry head). */
+  geometry?: GeometryOutput;
   /** The router's auxiliary loss total. */
   routerLoss: tf.Scalar;
   grid: TokenGrid;
 }
 
-/** volume stem -> encoder -> GoE layer -> ink head. */
-export class InkModel extends StemModel<tf.Tensor5D, VolumeStem, InkHead> {
+/** Loss parts of the volume model: the total, each present head's parts, and the router's. */
+export type VolumeLossParts = { total: tf.Scalar; router: tf.Scalar } & Partial<
+  Record<'bce' | 'dice' | 'ink' | 'fiber' | 'geometry' | 'sheetBce' | 'sheetDice' | 'normal', tf.Scalar>
+>;
+
+/**
+ * volume stem -> encoder -> GoE layer -> the task heads of the spec (ink, fibre, geometry), all reading
+ * the same tokens `T''` (GoE draft §3.1.6: pluggable task heads on one shared trunk). The ink head is
+ * the child `head` (the name single-head checkpoints use); the others `fiberHead`, `geometryHead`.
+ */
+export class InkModel extends StemModel<tf.Tensor5D, VolumeStem> {
   declare readonly spec: VolumeModelSpec;
+  readonly heads: VolumeHeadName[];
+  readonly inkHead: InkHead | undefined;
+  readonly fiberHead: FiberHead | undefined;
+  readonly geometryHead: GeometryHead | undefined;
 
   constructor(spec: VolumeModelSpec, rng: Rng, trunk?: Trunk) {
-    super(spec, { stem: (r) => new VolumeStem(spec.stem, r), head: (r) => new InkHead(spec.head, r) }, rng, trunk);
+    super(spec, { stem: (r) => new VolumeStem(spec.stem, r) }, rng, trunk);
+    this.heads = volumeHeads(spec);
+    this.inkHead = spec.head ? this.child('head', new InkHead(spec.head, rng)) : undefined;
+    this.fiberHead = spec.fiberHead ? this.child('fiberHead', new FiberHead(spec.fiberHead, rng)) : undefined;
+    this.geometryHead = spec.geometryHead ? this.child('geometryHead', new GeometryHead(spec.geometryHead, rng)) : undefined;
   }
 
   protected tokens(x: tf.Tensor5D, training: boolean): StemOutput {
@@ -157,21 +252,47 @@ export class InkModel extends StemModel<tf.Tensor5D, VolumeStem, InkHead> {
     return { tokens: s.tokens, aux: s.aux };
   }
 
-  /** @param x `[B, D, H, W, 1]` @returns logits `[B, D, H, W]` and the router loss. */
+  /** @param x `[B, D, H, W, 1]` @returns each head's output and the router loss. */
   forward(x: tf.Tensor5D, opts: { training: boolean }): InkForward {
     const s = this.stem.apply(x, opts);
     const g = this.trunkApply(s, opts.training);
-    const logits = this.head.apply(g.tokens, s.grid);
+    const out: InkForward = { routerLoss: g.losses.total, grid: s.grid };
+    if (this.inkHead) out.logits = this.inkHead.apply(g.tokens, s.grid);
+    if (this.fiberHead) out.fiber = this.fiberHead.apply(g.tokens);
+    if (this.geometryHead) out.geometry = this.geometryHead.apply(g.tokens, s.grid);
     disposeProvenance(g);
-    return { logits, routerLoss: g.losses.total, grid: s.grid };
+    return out;
   }
 
-  /** The loss the optimiser sees and its parts: ink BCE + Dice, plus the router's auxiliary total. */
-  loss(f: InkForward, target: tf.Tensor4D): { total: tf.Scalar; bce: tf.Scalar; dice: tf.Scalar; router: tf.Scalar } {
-    const l = inkLoss(f.logits, target);
+  /**
+   * The loss the optimiser sees and its parts: the weighted sum of the heads' losses (ink BCE + Dice;
+   * fibre `1 - (v.t)^2`; geometry sheet BCE + Dice + normals), plus the router's auxiliary total.
+   */
+  loss(f: InkForward, target: tf.Tensor4D | PatchBatch): VolumeLossParts {
+    const b: Partial<PatchBatch> = target instanceof tf.Tensor ? { ink: target } : target;
+    const w = this.spec.lossWeights;
     const router = f.routerLoss;
-    const total = tf.add(l.total, tf.mul(router, this.spec.auxLossWeight)) as tf.Scalar;
-    return { total, bce: l.bce, dice: l.dice, router };
+    let total: tf.Scalar = tf.mul(router, this.spec.auxLossWeight);
+    const parts: Partial<VolumeLossParts> = {};
+    if (f.logits) {
+      if (!b.ink) throw new Error('the ink head needs ink labels in the batch');
+      const l = inkLoss(f.logits, b.ink);
+      Object.assign(parts, { bce: l.bce, dice: l.dice, ink: l.total });
+      total = tf.add(total, tf.mul(l.total, w.ink));
+    }
+    if (f.fiber) {
+      if (!b.fiber) throw new Error('the fibre head needs fibre targets in the batch');
+      const l = fiberLoss(f.fiber, b.fiber.target, b.fiber.mask);
+      parts.fiber = l;
+      total = tf.add(total, tf.mul(l, w.fiber));
+    }
+    if (f.geometry) {
+      if (!b.geometry) throw new Error('the geometry head needs sheet labels in the batch');
+      const l = geometryLoss(f.geometry, b.geometry);
+      Object.assign(parts, { geometry: l.total, sheetBce: l.sheetBce, sheetDice: l.sheetDice, normal: l.normal });
+      total = tf.add(total, tf.mul(l.total, w.geometry));
+    }
+    return { ...parts, total, router } as VolumeLossParts;
   }
 }
 
@@ -183,11 +304,13 @@ export interface ByteForward {
 }
 
 /** sequence stem -> encoder -> GoE layer -> byte head. */
-export class ByteModel extends StemModel<tf.Tensor2D, SequenceStem, ByteHead> {
+export class ByteModel extends StemModel<tf.Tensor2D, SequenceStem> {
   declare readonly spec: SequenceModelSpec;
+  readonly head: ByteHead;
 
   constructor(spec: SequenceModelSpec, rng: Rng, trunk?: Trunk) {
-    super(spec, { stem: (r) => new SequenceStem(spec.stem, r), head: (r) => new ByteHead(spec.head, r) }, rng, trunk);
+    super(spec, { stem: (r) => new SequenceStem(spec.stem, r) }, rng, trunk);
+    this.head = this.child('head', new ByteHead(spec.head, rng));
   }
 
   protected tokens(bytes: tf.Tensor2D): StemOutput {

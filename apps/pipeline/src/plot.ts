@@ -131,6 +131,61 @@ export async function writeLineChartPng(path: string, series: Series[], o: LineC
   await atomicWriteFile(path, await sharp(Buffer.from(lineChartSvg(series, o))).png().toBuffer());
 }
 
+/** An RGB colour, 0–255 per channel. */
+export type Rgb = [number, number, number];
+
+/**
+ * Columns of slice pictures, one row per patch: column `c` paints voxel (row `b`, `y`, `x`) with
+ * `columns[c](b, y, x)`. Scaled up by `zoom` with nearest-neighbour so single voxels stay visible.
+ * Written atomically.
+ */
+export async function writePanelsPng(path: string, dims: { rows: number; H: number; W: number }, columns: ((b: number, y: number, x: number) => Rgb)[], zoom = 4): Promise<void> {
+  const { rows: B, H, W } = dims;
+  const gap = 2;
+  const cols = columns.length;
+  const width = (cols * W + (cols - 1) * gap) * zoom;
+  const height = (B * H + (B - 1) * gap) * zoom;
+  const rgb = new Uint8Array(width * height * 3).fill(255);
+  for (let b = 0; b < B; b++)
+    for (let col = 0; col < cols; col++)
+      for (let y = 0; y < H; y++)
+        for (let x = 0; x < W; x++) {
+          const c = (columns[col] as (b: number, y: number, x: number) => Rgb)(b, y, x);
+          const y0 = (b * (H + gap) + y) * zoom;
+          const x0 = (col * (W + gap) + x) * zoom;
+          for (let dy = 0; dy < zoom; dy++)
+            for (let dx = 0; dx < zoom; dx++) {
+              const o = ((y0 + dy) * width + x0 + dx) * 3;
+              rgb[o] = c[0];
+              rgb[o + 1] = c[1];
+              rgb[o + 2] = c[2];
+            }
+        }
+  await atomicWriteFile(path, await sharp(rgb, { raw: { width, height, channels: 3 } }).png().toBuffer());
+}
+
+/** Grey level of a value in [0, 1] (clamped). */
+export function grey(v: number): Rgb {
+  const g = Math.round(Math.min(1, Math.max(0, v)) * 255);
+  return [g, g, g];
+}
+
+/** Grey image `g` with red blended in by `a` in [0, 1] (ink over the surface image). */
+export function redOver(g: number, a: number): Rgb {
+  const k = Math.min(1, Math.max(0, a));
+  const v = Math.round(Math.min(1, Math.max(0, g)) * 255);
+  return [Math.round(v * (1 - k) + 255 * k), Math.round(v * (1 - k)), Math.round(v * (1 - k))];
+}
+
+/**
+ * A sign-free direction (z, y, x) as a colour: red |x|, green |y|, blue |z| (the usual DTI-style
+ * colouring), so v and −v look the same and horizontal fibres are red/green, vertical ones blue.
+ */
+export function directionColour(z: number, y: number, x: number): Rgb {
+  const n = Math.hypot(z, y, x) || 1;
+  return [Math.round((Math.abs(x) / n) * 255), Math.round((Math.abs(y) / n) * 255), Math.round((Math.abs(z) / n) * 255)];
+}
+
 export interface InkPanelInput {
   /** `[B, D, H, W]` intensities in [-1, 1]. */
   image: Float32Array;
@@ -149,36 +204,19 @@ export interface InkPanelInput {
  */
 export async function writeInkPanelsPng(path: string, p: InkPanelInput, zoom = 4): Promise<void> {
   const [B, D, H, W] = p.shape;
-  const gap = 2;
-  const cols = 4;
-  const width = (cols * W + (cols - 1) * gap) * zoom;
-  const height = (B * H + (B - 1) * gap) * zoom;
-  const rgb = new Uint8Array(width * height * 3).fill(255);
   const z = Math.floor(D / 2);
-  const put = (b: number, col: number, y: number, x: number, c: [number, number, number]): void => {
-    const y0 = (b * (H + gap) + y) * zoom;
-    const x0 = (col * (W + gap) + x) * zoom;
-    for (let dy = 0; dy < zoom; dy++)
-      for (let dx = 0; dx < zoom; dx++) {
-        const o = ((y0 + dy) * width + x0 + dx) * 3;
-        rgb[o] = c[0];
-        rgb[o + 1] = c[1];
-        rgb[o + 2] = c[2];
-      }
-  };
-  for (let b = 0; b < B; b++)
-    for (let y = 0; y < H; y++)
-      for (let x = 0; x < W; x++) {
-        const i = ((b * D + z) * H + y) * W + x;
-        const g = Math.round(Math.min(1, Math.max(0, ((p.image[i] ?? -1) + 1) / 2)) * 255);
-        const l = (p.label[i] ?? 0) > 0 ? 255 : 0;
-        const q = Math.round(Math.min(1, Math.max(0, p.prob[i] ?? 0)) * 255);
-        put(b, 0, y, x, [g, g, g]);
-        put(b, 1, y, x, [l, l, l]);
-        put(b, 2, y, x, [q, q, q]);
-        // Overlay: the image in grey, the predicted probability blended in as red.
-        const a = q / 255;
-        put(b, 3, y, x, [Math.round(g * (1 - a) + 255 * a), Math.round(g * (1 - a)), Math.round(g * (1 - a))]);
-      }
-  await atomicWriteFile(path, await sharp(rgb, { raw: { width, height, channels: 3 } }).png().toBuffer());
+  const at = (b: number, y: number, x: number): number => ((b * D + z) * H + y) * W + x;
+  const image = (b: number, y: number, x: number): number => ((p.image[at(b, y, x)] ?? -1) + 1) / 2;
+  await writePanelsPng(
+    path,
+    { rows: B, H, W },
+    [
+      (b, y, x) => grey(image(b, y, x)),
+      (b, y, x) => grey((p.label[at(b, y, x)] ?? 0) > 0 ? 1 : 0),
+      (b, y, x) => grey(p.prob[at(b, y, x)] ?? 0),
+      // Overlay: the image in grey, the predicted probability blended in as red.
+      (b, y, x) => redOver(image(b, y, x), p.prob[at(b, y, x)] ?? 0),
+    ],
+    zoom,
+  );
 }

@@ -110,8 +110,8 @@ describe('swapping stems', () => {
     expect(ckpt.manifest.model).toEqual(seqSpec);
     expect((ckpt.manifest.state['sampler'] as { text: { files: string[] } }).text.files.some((f) => f.endsWith('README.md'))).toBe(true);
 
-    volTask.model.stem.dispose();
-    volTask.model.head.dispose();
+    // The volume model's own parts (stem, ink head); the shared trunk goes with the sequence model.
+    volTask.model.disposeOwnParts();
     seqTask.model.dispose();
   }, 60_000);
 });

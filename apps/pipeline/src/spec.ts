@@ -7,6 +7,8 @@
 import { resolveGoeConfig, type GoeConfig } from '@goe/core';
 import { resolveEncoderConfig, type EncoderConfig } from '@goe/encoder';
 import { resolveInkHeadConfig, type InkHeadConfig } from '@goe/head-ink';
+import { resolveFiberHeadConfig, type FiberHeadConfig } from '@goe/head-fiber';
+import { resolveGeometryHeadConfig, type GeometryHeadConfig } from '@goe/head-geometry';
 import { resolveByteHeadConfig, resolveSequenceStemConfig, type ByteHeadConfig, type SequenceStemConfig } from '@goe/sequence-stem';
 import { ConfigFieldError } from '@goe/tf';
 import { resolveVolumeStemConfig, tokenCellVoxels, type VolumeStemConfig } from '@goe/volume-stem';
@@ -24,12 +26,36 @@ interface SpecCommon {
   auxLossWeight: number;
 }
 
-/** Volume stem -> encoder -> GoE layer -> ink head. */
+/** The task heads a volume model can carry (`--heads ink,fiber,geometry`). */
+export type VolumeHeadName = 'ink' | 'fiber' | 'geometry';
+export const VOLUME_HEADS: readonly VolumeHeadName[] = ['ink', 'fiber', 'geometry'];
+
+/**
+ * Volume stem -> encoder -> GoE layer -> one or more task heads on the same tokens (multi-task: the
+ * loss is the weighted sum of the heads' losses). A head is present when its config is; the ink head
+ * keeps the name `head` that single-head checkpoints have always used.
+ */
 export interface VolumeModelSpec extends SpecCommon {
   stemKind: 'volume';
   stem: VolumeStemConfig;
-  head: InkHeadConfig;
+  /** The ink head (per-voxel ink logits). */
+  head?: InkHeadConfig;
+  /** The fibre head (a sign-free direction per token). */
+  fiberHead?: FiberHeadConfig;
+  /** The geometry head (sheet mask per voxel, normals per token). */
+  geometryHead?: GeometryHeadConfig;
+  /** Weight of each head's loss in the total. */
+  lossWeights: Record<VolumeHeadName, number>;
 }
+
+/** The heads `spec` carries, in `VOLUME_HEADS` order. */
+export function volumeHeads(spec: VolumeModelSpec): VolumeHeadName[] {
+  const has = { ink: spec.head, fiber: spec.fiberHead, geometry: spec.geometryHead };
+  return VOLUME_HEADS.filter((h) => has[h] !== undefined);
+}
+
+/** Loss weights of older checkpoints, which carried the ink head alone. */
+export const DEFAULT_LOSS_WEIGHTS: Readonly<Record<VolumeHeadName, number>> = Object.freeze({ ink: 1, fiber: 1, geometry: 1 });
 
 /** Sequence stem -> encoder -> GoE layer -> byte head. */
 export interface SequenceModelSpec extends SpecCommon {
@@ -70,8 +96,17 @@ export function resolveModelSpec(m: ModelConfig): ModelSpec {
     return { stemKind: 'sequence', stem, head, ...common };
   }
   const stem = resolvePart('model.stem', () => resolveVolumeStemConfig({ ...m.stem, d, da }));
-  const head = resolvePart('model.inkHead', () => resolveInkHeadConfig({ ...m.inkHead, d, cell: tokenCellVoxels(stem) }));
-  return { stemKind: 'volume', stem, head, ...common };
+  const cell = tokenCellVoxels(stem);
+  const heads = new Set(m.heads);
+  return {
+    stemKind: 'volume',
+    stem,
+    ...(heads.has('ink') ? { head: resolvePart('model.inkHead', () => resolveInkHeadConfig({ ...m.inkHead, d, cell })) } : {}),
+    ...(heads.has('fiber') ? { fiberHead: resolvePart('model.fiberHead', () => resolveFiberHeadConfig({ ...m.fiberHead, d })) } : {}),
+    ...(heads.has('geometry') ? { geometryHead: resolvePart('model.geometryHead', () => resolveGeometryHeadConfig({ ...m.geometryHead, d, cell })) } : {}),
+    lossWeights: { ...m.lossWeights },
+    ...common,
+  };
 }
 
 /**
@@ -86,7 +121,7 @@ export function restoreModelSpec(saved: unknown, where: string): ModelSpec {
     throw new CheckpointError(where, `model spec has no stemKind of ${STEM_KINDS.join(' or ')}`);
   }
   const part = <T>(name: string, resolve: (v: never) => T): T => {
-    const given = s[name as keyof VolumeModelSpec] as Record<string, unknown>;
+    const given = s[name as keyof VolumeModelSpec] as unknown as Record<string, unknown>;
     if (typeof given !== 'object' || given === null) throw new CheckpointError(where, `model spec has no part '${name}'`);
     let out: T;
     try {
@@ -109,5 +144,26 @@ export function restoreModelSpec(saved: unknown, where: string): ModelSpec {
   if (s.stemKind === 'sequence') {
     return { stemKind: 'sequence', stem: part('stem', resolveSequenceStemConfig), head: part('head', resolveByteHeadConfig), ...common };
   }
-  return { stemKind: 'volume', stem: part('stem', resolveVolumeStemConfig), head: part('head', resolveInkHeadConfig), ...common };
+  const optional = <T>(name: 'head' | 'fiberHead' | 'geometryHead', resolve: (v: never) => T): Record<string, T> =>
+    s[name] === undefined ? {} : { [name]: part(name, resolve) };
+  const spec: VolumeModelSpec = {
+    stemKind: 'volume',
+    stem: part('stem', resolveVolumeStemConfig),
+    ...optional('head', resolveInkHeadConfig),
+    ...optional('fiberHead', resolveFiberHeadConfig),
+    ...optional('geometryHead', resolveGeometryHeadConfig),
+    lossWeights: restoreLossWeights(s.lossWeights, where),
+    ...common,
+  };
+  if (volumeHeads(spec).length === 0) throw new CheckpointError(where, 'model spec has no task head');
+  return spec;
+}
+
+function restoreLossWeights(saved: unknown, where: string): Record<VolumeHeadName, number> {
+  if (saved === undefined) return { ...DEFAULT_LOSS_WEIGHTS };
+  const w = saved as Record<string, unknown>;
+  if (typeof saved !== 'object' || saved === null || !VOLUME_HEADS.every((h) => typeof w[h] === 'number' && Number.isFinite(w[h]) && (w[h] as number) >= 0)) {
+    throw new CheckpointError(where, `model spec lossWeights must give ${VOLUME_HEADS.join(', ')} as finite numbers >= 0`);
+  }
+  return Object.fromEntries(VOLUME_HEADS.map((h) => [h, w[h] as number])) as Record<VolumeHeadName, number>;
 }

@@ -50,7 +50,7 @@ describe('goe train', () => {
       model: { stem: { convLayers: [{ channels: 4 }, { channels: 8, stride: 2, norm: 'layer' }], cell: [2, 2, 2] } },
     });
     const spec = resolveModelSpec(cfg.model) as VolumeModelSpec;
-    expect(spec.head.cell).toEqual([4, 4, 4]);
+    expect(spec.head?.cell).toEqual([4, 4, 4]);
     const r = await train(cfg, { progressStream: null });
     const losses = r.history.map((h) => h['total'] as number);
     expect(losses).toHaveLength(6);

@@ -97,7 +97,7 @@ export async function createTask(c: TrainConfig, runDir: string, trunk?: Trunk):
     return task as TrainTask<unknown>;
   } catch (err) {
     // The model's variables are not the caller's yet; the shared trunk stays the caller's.
-    if (trunk) for (const part of [model.stem, model.head]) part.dispose();
+    if (trunk) model.disposeOwnParts();
     else model.dispose();
     throw err;
   }

@@ -1,46 +1,92 @@
 /**
- * The volume task: ink segmentation on scroll patches. Patches stream from the volume (the synthetic
- * phantom, written into the run folder, or a Zarr volume with ink labels) through scroll-io's
- * prefetching sampler; validation scores a fixed set of patches from the held-out z slab with the
- * Kaggle-style F0.5 and writes middle slices of its predictions as a PNG.
+ * The volume task: ink segmentation, fibre orientation and sheet geometry on scroll patches, alone or
+ * together (`model.heads`). Patches stream from the volume (the synthetic phantom, written into the run
+ * folder, or a Zarr volume with its labels) through scroll-io's prefetching sampler; each head's targets
+ * come from the labels read at the same box (ink and papyrus voxel labels; fibre and normal fields
+ * `[3, D, H, W]`, turned into per-token sign-free targets). Validation scores a fixed set of patches from
+ * the held-out z slab with every head's metric (ink: the Kaggle-style F0.5, precision, recall, AUC;
+ * fibre: angular error, split into horizontal and vertical fibres; geometry: sheet Dice, surface
+ * distances, normal angular error) and writes middle slices of its predictions as a PNG.
  */
 import { tf } from '@goe/tf';
-import { openVolume, PatchSampler, type PatchSamplerState, type Volume } from '@goe/scroll-io';
+import { openVolume, PatchSampler, type PatchSamplerState, type Region, type Volume } from '@goe/scroll-io';
 import { resolvePhantomConfig, writePhantom } from '@goe/phantom';
 import { inkMetrics } from '@goe/head-ink';
+import { fiberErrorByFace } from '@goe/head-fiber';
+import { dice, normalAngularError, surfaceDistance } from '@goe/head-geometry';
+import { makeTokenGrid, tokenCellVoxels, type TokenGrid } from '@goe/volume-stem';
 import { join } from 'node:path';
 import type { TrainConfig } from './config.js';
-import { patchBatch, type InkModel, type PatchBatch } from './model.js';
-import { writeInkPanelsPng } from './plot.js';
+import { ConfigError } from './errors.js';
+import { batchTensors, patchBatch, type InkModel, type PatchBatch, type RawPatch } from './model.js';
+import { directionColour, grey, redOver, writePanelsPng, type Rgb } from './plot.js';
+import type { VolumeHeadName } from './spec.js';
 import type { TrainTask } from './task.js';
 
+/** The volume, its labels and fields as the heads need them, and the split. */
 interface DataSources {
   volume: Volume;
-  ink: Volume;
+  /** Voxel labels of the volume's shape, by name (`ink`, `papyrus`). */
+  labels: Record<string, Volume>;
+  /** Vector fields `[3, D, H, W]`, by name (`fibre`, `normal`). */
+  fields: Record<string, Volume>;
   /** Training region (z below the validation slab) and validation region. */
-  trainRegion: { offset: number[]; shape: number[] };
-  valRegion: { offset: number[]; shape: number[] };
+  trainRegion: Region;
+  valRegion: Region;
 }
 
-async function prepareData(c: TrainConfig, runDir: string): Promise<DataSources> {
-  let volumePath = c.data.volume;
-  let inkPath = c.data.inkLabels;
+/** Which labels (voxel arrays) and fields each head reads; normals only when the geometry head predicts them. */
+function needs(heads: readonly VolumeHeadName[], normals: boolean): { labels: string[]; fields: string[] } {
+  const labels: string[] = [];
+  const fields: string[] = [];
+  if (heads.includes('ink')) labels.push('ink');
+  if (heads.includes('fiber')) fields.push('fibre');
+  if (heads.includes('geometry')) {
+    labels.push('papyrus');
+    if (normals) fields.push('normal');
+  }
+  return { labels, fields };
+}
+
+async function prepareData(c: TrainConfig, runDir: string, model: InkModel): Promise<DataSources> {
+  const want = needs(model.heads, model.spec.geometryHead?.normals ?? false);
+  const paths: Record<string, string> = {
+    image: c.data.volume,
+    ink: c.data.inkLabels,
+    papyrus: c.data.papyrusLabels,
+    fibre: c.data.fibreField,
+    normal: c.data.normalField,
+  };
+  const keys: Record<string, string> = { ink: 'data.inkLabels', papyrus: 'data.papyrusLabels', fibre: 'data.fibreField', normal: 'data.normalField' };
   if (c.data.source === 'phantom') {
     const pc = resolvePhantomConfig({ shape: c.data.phantomShape, seed: c.seed, preset: c.data.phantomPreset });
     const written = await writePhantom(join(runDir, 'data'), pc, { overwrite: true });
-    volumePath = written.image;
-    inkPath = written.labels.ink;
+    Object.assign(paths, { image: written.image, ...written.labels, ...written.fields });
   }
-  const volume = await openVolume(volumePath);
-  const ink = await openVolume(inkPath);
-  if (volume.shape.join(',') !== ink.shape.join(',')) {
-    throw new Error(`ink labels ${inkPath} have shape [${ink.shape}] but the volume ${volumePath} has [${volume.shape}]`);
+  const volume = await openVolume(paths['image'] as string);
+  const shape = volume.shape.join(',');
+  const labels: Record<string, Volume> = {};
+  for (const name of want.labels) {
+    const v = await openVolume(paths[name] as string);
+    if (v.shape.join(',') !== shape) {
+      throw new ConfigError(keys[name] as string, `${paths[name]} has shape [${v.shape}] but the volume ${paths['image']} has [${volume.shape}]`);
+    }
+    labels[name] = v;
+  }
+  const fields: Record<string, Volume> = {};
+  for (const name of want.fields) {
+    const v = await openVolume(paths[name] as string);
+    if (v.shape.join(',') !== `3,${shape}`) {
+      throw new ConfigError(keys[name] as string, `${paths[name]} has shape [${v.shape}]; expected [3, ${volume.shape}] (components, z, y, x)`);
+    }
+    fields[name] = v;
   }
   const [D, H, W] = volume.shape as [number, number, number];
   const valD = Math.floor(D * c.data.validationFraction);
   return {
     volume,
-    ink,
+    labels,
+    fields,
     trainRegion: { offset: [0, 0, 0], shape: [D - valD, H, W] },
     valRegion: { offset: [D - valD, 0, 0], shape: [valD, H, W] },
   };
@@ -56,13 +102,35 @@ function concat<T extends Float32Array | Uint8Array>(parts: T[], make: (n: numbe
   return out;
 }
 
-/** The ink task for `model` per `c`, with its data in `runDir`. */
+const fmt = (v: number, digits = 3): string => (Number.isFinite(v) ? v.toFixed(digits) : 'n/a');
+
+/** Host copies of one validation batch's predictions. */
+interface ValPrediction {
+  ink?: Float32Array;
+  fiber?: Float32Array;
+  sheet?: Float32Array;
+  normals?: Float32Array;
+}
+
+/** The volume task for `model` per `c`, with its data in `runDir`. */
 export async function volumeTask(c: TrainConfig, runDir: string, model: InkModel): Promise<TrainTask<PatchBatch>> {
-  const data = await prepareData(c, runDir);
+  const data = await prepareData(c, runDir, model);
+  const patch = c.model.patch;
+  const heads = model.heads;
+  // The stem's token grid over a patch, for per-token targets (fibres, normals).
+  const grid: TokenGrid = makeTokenGrid(patch, tokenCellVoxels(model.spec.stem));
+  /** A sampler patch with its fields read at the same box. */
+  const withFields = async (p: { origin: number[]; image: ArrayLike<number>; labels: Record<string, ArrayLike<number>> }): Promise<RawPatch> => {
+    const fields: Record<string, ArrayLike<number>> = {};
+    for (const [name, f] of Object.entries(data.fields)) {
+      fields[name] = (await f.read({ offset: [0, ...p.origin], shape: [3, ...patch] })).data;
+    }
+    return { image: p.image, labels: p.labels, fields };
+  };
   const sampler = new PatchSampler({
     volume: data.volume,
-    labels: { ink: data.ink },
-    patchShape: c.model.patch,
+    labels: data.labels,
+    patchShape: patch,
     region: data.trainRegion,
     seed: c.seed,
     prefetch: c.data.prefetch,
@@ -70,8 +138,8 @@ export async function volumeTask(c: TrainConfig, runDir: string, model: InkModel
   // A fixed validation set: the same patches every time, from the held-out slab.
   const valSampler = new PatchSampler({
     volume: data.volume,
-    labels: { ink: data.ink },
-    patchShape: c.model.patch,
+    labels: data.labels,
+    patchShape: patch,
     region: data.valRegion,
     seed: c.seed + 1,
     prefetch: 0,
@@ -79,62 +147,106 @@ export async function volumeTask(c: TrainConfig, runDir: string, model: InkModel
   const valBatches: PatchBatch[] = [];
   for (let i = 0; i < c.validationPatches; i += c.batch) {
     const n = Math.min(c.batch, c.validationPatches - i);
-    const patches = [];
-    for (let j = 0; j < n; j++) patches.push(await valSampler.next());
-    valBatches.push(patchBatch(patches, c.model.patch));
+    const patches: RawPatch[] = [];
+    for (let j = 0; j < n; j++) patches.push(await withFields(await valSampler.next()));
+    valBatches.push(patchBatch(patches, patch, heads, grid));
   }
   valSampler.close();
   const predictions = join(runDir, 'predictions.png');
-  const [pd, ph, pw] = c.model.patch;
+  const [pd, ph, pw] = patch;
+  const shown = [
+    ...(heads.includes('ink') ? ['bce', 'dice'] : []),
+    ...(heads.includes('fiber') ? ['fiber'] : []),
+    ...(heads.includes('geometry') ? ['sheetBce', 'normal'] : []),
+    'router',
+  ];
+  const first = heads[0] as VolumeHeadName;
+  const plotted = { ink: { key: 'bce', name: 'train BCE' }, fiber: { key: 'fiber', name: 'train fibre 1 - (v.t)^2' }, geometry: { key: 'geometry', name: 'train geometry' } }[first];
 
   return {
     model,
     unit: 'patches',
     perStep: c.batch,
-    shown: ['bce', 'dice', 'router'],
-    plotted: { key: 'bce', name: 'train BCE' },
+    shown,
+    plotted,
     predictions,
-    description: `data: ${c.data.source === 'phantom' ? `phantom ${c.data.phantomShape.join('x')}` : c.data.volume}, patches ${pd}x${ph}x${pw}`,
+    description: `data: ${c.data.source === 'phantom' ? `phantom ${c.data.phantomShape.join('x')}` : c.data.volume}, patches ${pd}x${ph}x${pw}, heads ${heads.join(', ')}`,
     async nextBatch() {
-      const patches = [];
-      for (let j = 0; j < c.batch; j++) patches.push(await sampler.next());
-      return patchBatch(patches, c.model.patch);
+      const patches: RawPatch[] = [];
+      for (let j = 0; j < c.batch; j++) patches.push(await withFields(await sampler.next()));
+      return patchBatch(patches, patch, heads, grid);
     },
     losses(batch, training) {
-      return model.loss(model.forward(batch.x, { training }), batch.ink);
+      return model.loss(model.forward(batch.x, { training }), batch);
     },
     disposeBatch(batch) {
-      tf.dispose([batch.x, batch.ink]);
+      tf.dispose(batchTensors(batch));
     },
     async validate() {
-      const probs: Float32Array[] = [];
-      const labels: Uint8Array[] = [];
+      const preds: ValPrediction[] = [];
       let lossSum = 0;
       for (const b of valBatches) {
         const out = tf.tidy(() => {
           const f = model.forward(b.x, { training: false });
-          return { prob: tf.sigmoid(f.logits), loss: model.loss(f, b.ink).total };
+          const kept: Record<string, tf.Tensor> = { loss: model.loss(f, b).total };
+          if (f.logits) kept['ink'] = tf.sigmoid(f.logits);
+          if (f.fiber) kept['fiber'] = f.fiber;
+          if (f.geometry) {
+            kept['sheet'] = tf.sigmoid(f.geometry.sheetLogits);
+            if (f.geometry.normals) kept['normals'] = f.geometry.normals;
+          }
+          return kept;
         });
-        probs.push((await out.prob.data()) as Float32Array);
-        labels.push(b.inkLabels);
-        lossSum += (await out.loss.data())[0] as number;
-        tf.dispose([out.prob, out.loss]);
+        const p: ValPrediction = {};
+        for (const k of ['ink', 'fiber', 'sheet', 'normals'] as const) if (out[k]) p[k] = (await out[k].data()) as Float32Array;
+        lossSum += (await (out['loss'] as tf.Tensor).data())[0] as number;
+        tf.dispose(Object.values(out));
+        preds.push(p);
       }
-      const first = valBatches[0];
-      if (first) {
-        await writeInkPanelsPng(predictions, {
-          image: first.image,
-          label: first.inkLabels,
-          prob: (probs[0] as Float32Array).subarray(0, first.inkLabels.length),
-          shape: [first.inkLabels.length / (pd * ph * pw), pd, ph, pw],
-        });
-      }
-      const m = inkMetrics(concat(probs, (n) => new Float32Array(n)), concat(labels, (n) => new Uint8Array(n)));
       const loss = lossSum / valBatches.length;
-      return {
-        metrics: { loss, f05: m.f05, precision: m.precision, recall: m.recall, auc: m.auc, threshold: m.threshold },
-        line: `loss ${loss.toString().slice(0, 6)}, F0.5 ${m.f05.toFixed(3)} (threshold ${m.threshold.toFixed(2)}), AUC ${m.auc.toFixed(3)}`,
-      };
+      const metrics: Record<string, number> = { loss };
+      const parts: string[] = [`loss ${loss.toString().slice(0, 6)}`];
+      const all = <K extends keyof ValPrediction>(k: K): Float32Array => concat(preds.map((p) => p[k] as Float32Array), (n) => new Float32Array(n));
+      if (heads.includes('ink')) {
+        const m = inkMetrics(all('ink'), concat(valBatches.map((b) => b.inkLabels as Uint8Array), (n) => new Uint8Array(n)));
+        Object.assign(metrics, { f05: m.f05, precision: m.precision, recall: m.recall, auc: m.auc, threshold: m.threshold });
+        parts.push(`F0.5 ${fmt(m.f05)} (threshold ${m.threshold.toFixed(2)}), AUC ${fmt(m.auc)}`);
+      }
+      if (heads.includes('fiber')) {
+        const t = valBatches.map((b) => b.fiberTargets as { target: Float32Array; mask: Uint8Array });
+        const e = fiberErrorByFace(all('fiber'), concat(t.map((x) => x.target), (n) => new Float32Array(n)), concat(t.map((x) => x.mask), (n) => new Uint8Array(n)));
+        Object.assign(metrics, { fiberError: e.all.mean, fiberMedian: e.all.median, fiberHorizontal: e.horizontal.mean, fiberVertical: e.vertical.mean });
+        parts.push(`fibre ${fmt(e.all.mean, 1)}° (horizontal ${fmt(e.horizontal.mean, 1)}°, vertical ${fmt(e.vertical.mean, 1)}°)`);
+      }
+      if (heads.includes('geometry')) {
+        const sheet = all('sheet');
+        const labels = concat(valBatches.map((b) => b.sheetLabels as Uint8Array), (n) => new Uint8Array(n));
+        const v = pd * ph * pw;
+        // Surface distances per patch (a patch is a closed box), averaged; patches without sheet in
+        // both the prediction and the label are skipped (no surface to measure).
+        let surfMean = 0;
+        let surfP95 = 0;
+        let counted = 0;
+        for (let i = 0; i < labels.length / v; i++) {
+          const s = surfaceDistance(sheet.subarray(i * v, (i + 1) * v), labels.subarray(i * v, (i + 1) * v), patch);
+          if (!Number.isFinite(s.mean) || s.predSurface + s.targetSurface === 0) continue;
+          surfMean += s.mean;
+          surfP95 += s.p95;
+          counted++;
+        }
+        Object.assign(metrics, { sheetDice: dice(sheet, labels), surfaceMean: surfMean / counted, surfaceP95: surfP95 / counted });
+        let line = `sheet Dice ${fmt(metrics['sheetDice'] as number)}, surface ${fmt(surfMean / counted, 2)} vx (p95 ${fmt(surfP95 / counted, 2)})`;
+        if (model.spec.geometryHead?.normals) {
+          const t = valBatches.map((b) => b.normalTargets as { target: Float32Array; mask: Uint8Array });
+          const e = normalAngularError(all('normals'), concat(t.map((x) => x.target), (n) => new Float32Array(n)), concat(t.map((x) => x.mask), (n) => new Uint8Array(n)));
+          metrics['normalError'] = e.mean;
+          line += `, normals ${fmt(e.mean, 1)}°`;
+        }
+        parts.push(line);
+      }
+      const b0 = valBatches[0];
+      if (b0 && preds[0]) await writeValidationPanels(predictions, b0, preds[0], patch, grid);
+      return { metrics: metrics as { loss: number } & Record<string, number>, line: parts.join(', ') };
     },
     routing() {
       return model.routing((valBatches[0] as PatchBatch).x);
@@ -147,7 +259,43 @@ export async function volumeTask(c: TrainConfig, runDir: string, model: InkModel
     },
     close() {
       sampler.close();
-      for (const b of valBatches) tf.dispose([b.x, b.ink]);
+      for (const b of valBatches) tf.dispose(batchTensors(b));
     },
   };
+}
+
+/**
+ * Middle z slice of each validation patch: the image, then per head its label and prediction (ink:
+ * label, probability, red overlay on the image; fibre: true and predicted direction as colour on
+ * labelled tokens; geometry: sheet label and probability, predicted normal as colour).
+ */
+async function writeValidationPanels(path: string, b: PatchBatch, p: ValPrediction, patch: [number, number, number], grid: TokenGrid): Promise<void> {
+  const [D, H, W] = patch;
+  const z = Math.floor(D / 2);
+  const rows = b.image.length / (D * H * W);
+  const at = (i: number, y: number, x: number): number => ((i * D + z) * H + y) * W + x;
+  const N = grid.dims[0] * grid.dims[1] * grid.dims[2];
+  const token = (i: number, y: number, x: number): number =>
+    i * N + (Math.floor(z / grid.cell[0]) * grid.dims[1] + Math.floor(y / grid.cell[1])) * grid.dims[2] + Math.floor(x / grid.cell[2]);
+  const image = (i: number, y: number, x: number): number => ((b.image[at(i, y, x)] ?? -1) + 1) / 2;
+  const dark: Rgb = [40, 40, 40];
+  const direction = (v: Float32Array, mask: Uint8Array) => (i: number, y: number, x: number): Rgb => {
+    const t = token(i, y, x);
+    return mask[t] ? directionColour(v[3 * t] ?? 0, v[3 * t + 1] ?? 0, v[3 * t + 2] ?? 0) : dark;
+  };
+  const columns: ((i: number, y: number, x: number) => Rgb)[] = [(i, y, x) => grey(image(i, y, x))];
+  if (p.ink && b.inkLabels) {
+    const [label, prob] = [b.inkLabels, p.ink];
+    columns.push((i, y, x) => grey(label[at(i, y, x)] ?? 0), (i, y, x) => grey(prob[at(i, y, x)] ?? 0), (i, y, x) => redOver(image(i, y, x), prob[at(i, y, x)] ?? 0));
+  }
+  if (p.fiber && b.fiberTargets) {
+    const t = b.fiberTargets;
+    columns.push(direction(t.target, t.mask), direction(p.fiber, t.mask));
+  }
+  if (p.sheet && b.sheetLabels) {
+    const [label, prob] = [b.sheetLabels, p.sheet];
+    columns.push((i, y, x) => grey(label[at(i, y, x)] ?? 0), (i, y, x) => grey(prob[at(i, y, x)] ?? 0));
+    if (p.normals && b.normalTargets) columns.push(direction(p.normals, b.normalTargets.mask));
+  }
+  await writePanelsPng(path, { rows, H, W }, columns);
 }
