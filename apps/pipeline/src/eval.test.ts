@@ -1,12 +1,14 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { makeRng, tf, useBackend } from '@goe/tf';
 import { inkMetrics } from '@goe/head-ink';
+import { fiberErrorByFace, fiberTargetsFromVoxels } from '@goe/head-fiber';
+import { dice, normalAngularError } from '@goe/head-geometry';
 import { createVolume, openVolume } from '@goe/scroll-io';
 import { resolvePhantomConfig, writePhantom } from '@goe/phantom';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { assignVariables, loadCheckpoint } from './checkpoint.js';
+import { assignVariables, loadCheckpoint, loadModel } from './checkpoint.js';
 import { main } from './cli.js';
 import { resolveTrainConfig } from './config.js';
 import { evaluate, type EvalResult } from './eval.js';
@@ -62,7 +64,7 @@ function cut<T extends Float32Array | Uint8Array>(a: T, offset: number[], shape:
 }
 
 /** Streamed metrics equal `inkMetrics` on the same voxels: the sweep exactly, the AUC within its bound. */
-function expectMatches(got: EvalResult['heads']['ink'], prob: ArrayLike<number>, label: ArrayLike<number>): void {
+function expectMatches(got: NonNullable<EvalResult['heads']['ink']>, prob: ArrayLike<number>, label: ArrayLike<number>): void {
   // Every field of inkMetrics equal (sweep, best threshold, counts); the AUC within the reported bound.
   const { auc, aucResolution, ...exact } = got;
   const { auc: wantAuc, ...wantExact } = inkMetrics(prob, label);
@@ -93,11 +95,11 @@ describe('goe eval', () => {
     expect(r.region).toBe('0:12,0:40,0:36');
     expect(r.labels.ink).toBe(scroll.ink);
     expect(r.tiles).toBe(2 * 2 * 2);
-    expect(r.heads.ink.count).toBe(12 * 40 * 36);
+    expect(r.heads.ink!.count).toBe(12 * 40 * 36);
     // The phantom has ink, and the prediction is not constant: the comparison is not a trivial one.
-    expect(r.heads.ink.positives).toBeGreaterThan(0);
+    expect(r.heads.ink!.positives).toBeGreaterThan(0);
     expect(Math.max(...fullProb) - Math.min(...fullProb)).toBeGreaterThan(0.01);
-    expectMatches(r.heads.ink, fullProb, fullLabel);
+    expectMatches(r.heads.ink!, fullProb, fullLabel);
   });
 
   it('a sub-region gives the metrics of that region only, the same voxels cut from the full-volume prediction', async () => {
@@ -108,10 +110,10 @@ describe('goe eval', () => {
     // A level array (scroll.zarr/0) finds the labels of the group that holds it.
     expect(r.labels.ink).toBe(scroll.ink);
     expect(r.tiles).toBe(2 * 2 * 1);
-    expectMatches(r.heads.ink, cut(fullProb, offset, shape), cut(fullLabel, offset, shape));
-    expect(r.heads.ink.count).toBe(7 * 30 * 26);
+    expectMatches(r.heads.ink!, cut(fullProb, offset, shape), cut(fullLabel, offset, shape));
+    expect(r.heads.ink!.count).toBe(7 * 30 * 26);
     // Not the whole volume's metrics: the region's own.
-    expect(r.heads.ink.count).toBeLessThan(fullLabel.length);
+    expect(r.heads.ink!.count).toBeLessThan(fullLabel.length);
   });
 
   it('holds no tensors per tile: a run over 8 tiles leaves no more behind than a run over 1', async () => {
@@ -135,10 +137,10 @@ describe('goe eval', () => {
     const r = JSON.parse(out.at(-1)!) as EvalResult;
     expect(Object.keys(r.heads)).toEqual(['ink']);
     expect(r).toMatchObject({ checkpoint: join(runDir, 'checkpoint'), data: scroll.root, region: '0:8,0:32,0:32' });
-    for (const k of ['f05', 'threshold', 'precision', 'recall', 'auc', 'count', 'positives']) expect(typeof r.heads.ink[k as 'f05']).toBe('number');
-    expectMatches(r.heads.ink, cut(fullProb, [0, 0, 0], [8, 32, 32]), cut(fullLabel, [0, 0, 0], [8, 32, 32]));
+    for (const k of ['f05', 'threshold', 'precision', 'recall', 'auc', 'count', 'positives']) expect(typeof r.heads.ink![k as 'f05']).toBe('number');
+    expectMatches(r.heads.ink!, cut(fullProb, [0, 0, 0], [8, 32, 32]), cut(fullLabel, [0, 0, 0], [8, 32, 32]));
     expect(await main(['eval', '--checkpoint', runDir, '--data', scroll.root, '--region', '0:8,0:32,0:32', '--backend', 'wasm'])).toBe(0);
-    expect(out.at(-1)).toContain(`ink   ${r.heads.ink.f05.toFixed(4)}`);
+    expect(out.at(-1)).toContain(`ink   ${r.heads.ink!.f05.toFixed(4)}`);
     expect(out.at(-1)).toContain('threshold sweep');
   });
 
@@ -167,5 +169,87 @@ describe('goe eval', () => {
       expect(await main([...base, ...flags]), flags.join(' ')).toBe(code);
       expect(err.at(-1)).toMatch(message);
     }
+  });
+});
+
+describe('goe eval with the fibre and geometry heads', () => {
+  const MSHAPE = [16, 64, 64] as const;
+  let multiRun: string;
+  let multiScroll: Awaited<ReturnType<typeof writePhantom>>;
+
+  beforeAll(async () => {
+    const run = await train(smallTrainConfig(join(root, 'multi'), { steps: 8, validationPatches: 1, model: { heads: ['ink', 'fiber', 'geometry'] } }), { progressStream: null });
+    multiRun = run.runDir;
+    multiScroll = await writePhantom(join(root, 'mvol'), resolvePhantomConfig({ shape: [...MSHAPE], seed: 4, preset: 'easy' }));
+  }, 120_000);
+
+  it("scores every head: the metrics @goe/head-fiber and @goe/head-geometry compute on the whole-volume prediction", async () => {
+    const r = await evaluate({ checkpoint: multiRun, data: multiScroll.root, backend: 'wasm', batch: 3 });
+    expect(Object.keys(r.heads)).toEqual(['ink', 'fiber', 'geometry']);
+    expect(r.labels).toEqual({ ink: multiScroll.labels.ink, papyrus: multiScroll.labels.papyrus, fibre: multiScroll.fields.fibre, normal: multiScroll.fields.normal });
+    expect(r.tiles).toBe(2 * 2 * 2);
+
+    // The reference: the restored model on each tile alone, targets from the fields by the packages'
+    // own functions, metrics by the packages' own (non-streaming) functions over all tokens and voxels.
+    const restored = await loadModel(multiRun);
+    const model = restored.model as InkModel;
+    const grid = { dims: [2, 8, 8] as [number, number, number], cell: [4, 4, 4] as [number, number, number], inputShape: [8, 32, 32] as [number, number, number] };
+    const img = await openVolume(multiScroll.image);
+    const pap = await openVolume(multiScroll.labels.papyrus);
+    const fib = await openVolume(multiScroll.fields.fibre);
+    const nrm = await openVolume(multiScroll.fields.normal);
+    const fibrePred: number[] = [];
+    const fibreTrue: number[] = [];
+    const normalPred: number[] = [];
+    const normalTrue: number[] = [];
+    const sheetProb: number[] = [];
+    const sheetTrue: number[] = [];
+    const toLast = (f: ArrayLike<number>, n: number) => Float32Array.from({ length: 3 * n }, (_, i) => f[(i % 3) * n + Math.floor(i / 3)] as number);
+    for (let z = 0; z < 16; z += 8)
+      for (let y = 0; y < 64; y += 32)
+        for (let x = 0; x < 64; x += 32) {
+          const box = { offset: [z, y, x], shape: [8, 32, 32] };
+          const xs = Float32Array.from((await img.read(box)).data as Uint8Array, (v) => normaliseIntensity(v));
+          const out = tf.tidy(() => {
+            const f = model.forward(tf.tensor5d(xs, [1, 8, 32, 32, 1]), { training: false });
+            return [f.fiber!, tf.sigmoid(f.geometry!.sheetLogits), f.geometry!.normals!];
+          });
+          const [fp, sp, np] = await Promise.all(out.map((t) => t.data()));
+          tf.dispose(out);
+          fibrePred.push(...fp!);
+          normalPred.push(...np!);
+          sheetProb.push(...sp!);
+          sheetTrue.push(...(await pap.read(box)).data);
+          const fbox = { offset: [0, ...box.offset], shape: [3, ...box.shape] };
+          fibreTrue.push(...fiberTargetsFromVoxels(toLast((await fib.read(fbox)).data, 8 * 32 * 32), grid, 1).target);
+          normalTrue.push(...fiberTargetsFromVoxels(toLast((await nrm.read(fbox)).data, 8 * 32 * 32), grid, 1).target);
+        }
+    model.dispose();
+    const want = fiberErrorByFace(fibrePred, fibreTrue);
+    const got = r.heads.fiber!;
+    for (const part of ['all', 'horizontal', 'vertical'] as const) {
+      expect(got[part].count).toBe(want[part].count);
+      expect(got[part].count).toBeGreaterThan(0);
+      expect(got[part].mean).toBeCloseTo(want[part].mean, 3);
+      expect(Math.abs(got[part].median - want[part].median)).toBeLessThanOrEqual(0.0051);
+    }
+    const g = r.heads.geometry!;
+    expect(g.dice).toBeCloseTo(dice(sheetProb, sheetTrue), 10);
+    const wantNormal = normalAngularError(normalPred, normalTrue);
+    expect(g.normal!.count).toBe(wantNormal.count);
+    expect(g.normal!.mean).toBeCloseTo(wantNormal.mean, 3);
+    expect(Number.isFinite(g.surfaceMean) && g.surfaceMean >= 0).toBe(true);
+    expect(g.surfaceP95).toBeGreaterThanOrEqual(0);
+  });
+
+  it('a sub-region counts only the tokens whose cell centre lies in it; missing fields are errors naming the flag', async () => {
+    const whole = await evaluate({ checkpoint: multiRun, data: multiScroll.root, backend: 'wasm' });
+    const half = await evaluate({ checkpoint: multiRun, data: multiScroll.root, region: '0:16,0:64,0:32', backend: 'wasm' });
+    const other = await evaluate({ checkpoint: multiRun, data: multiScroll.root, region: '0:16,0:64,32:64', backend: 'wasm' });
+    expect(half.heads.fiber!.all.count + other.heads.fiber!.all.count).toBe(whole.heads.fiber!.all.count);
+    const pooled = (half.heads.fiber!.all.mean * half.heads.fiber!.all.count + other.heads.fiber!.all.mean * other.heads.fiber!.all.count) / whole.heads.fiber!.all.count;
+    expect(pooled).toBeCloseTo(whole.heads.fiber!.all.mean, 6);
+    await expect(evaluate({ checkpoint: multiRun, data: multiScroll.root, fibreField: join(root, 'nofield.zarr'), backend: 'wasm' })).rejects.toThrow(/--fibre-field: no fibre direction field found at .*nofield\.zarr/);
+    await expect(evaluate({ checkpoint: multiRun, data: multiScroll.root, normalField: multiScroll.labels.ink, backend: 'wasm' })).rejects.toThrow(/--normal-field: .* has shape \[16, 64, 64\] but .* sheet normal field must be \[3, 16, 64, 64\]/);
   });
 });
