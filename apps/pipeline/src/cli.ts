@@ -12,7 +12,7 @@ import { resolveTrainConfig, DEFAULT_TRAIN_CONFIG, type DeepPartial, type TrainC
 import { STEM_KINDS, type StemKind } from './spec.js';
 import { CheckpointError, ConfigError, NonFiniteLossError } from './errors.js';
 import { Progress } from './progress.js';
-import { segment } from './segment.js';
+import { parseOverlap, SEGMENT_DEFAULTS, segment } from './segment.js';
 import { evaluate, formatEvalTable } from './eval.js';
 import { resumeTraining, train, type TrainResult } from './train.js';
 import { writeReport } from './report.js';
@@ -169,12 +169,24 @@ const commands: Record<string, Command> = {
     },
   },
   segment: {
-    summary: 'write an ink-probability Zarr volume for a scroll volume, tile by tile',
-    usage: 'goe segment --checkpoint RUN --volume VOL.zarr --out PRED.zarr [--backend NAME] [--batch N] [--overwrite]',
+    summary: 'run a checkpoint over a scroll volume in blended windows into OME-Zarr (shardable, resumable), or over a fragment into a PNG and its RLE',
+    usage:
+      'goe segment --checkpoint RUN --volume PATH_OR_URL --out OUT.zarr [--region z0:z1,y0:y1,x0:x1] [--level L] [--heads ink,fiber,geometry] [--mask MASK] [--shard i/n] [--resume] [--png DIR] | goe segment --checkpoint RUN --fragment DIR [--out DIR]',
     options: {
       checkpoint: { type: 'string' },
       volume: { type: 'string' },
+      fragment: { type: 'string' },
       out: { type: 'string' },
+      region: { type: 'string' },
+      level: { type: 'string' },
+      heads: { type: 'string' },
+      mask: { type: 'string' },
+      shard: { type: 'string' },
+      resume: { type: 'boolean' },
+      png: { type: 'string' },
+      overlap: { type: 'string' },
+      chunks: { type: 'string' },
+      levels: { type: 'string' },
       backend: { type: 'string' },
       batch: { type: 'string' },
       overwrite: { type: 'boolean' },
@@ -182,22 +194,42 @@ const commands: Record<string, Command> = {
       help: { type: 'boolean', short: 'h' },
     },
     help: {
-      checkpoint: 'run folder written by `goe train` (or its checkpoint/ folder)',
-      volume: 'input volume: Zarr v2/v3 array or OME-Zarr group (level 0)',
-      out: 'output Zarr array: uint8 ink probability (0-255), same shape, chunked like the model patch',
+      checkpoint: 'run folder written by `goe train` (or its checkpoint/ folder); a volume-stem model',
+      volume: 'input volume: Zarr v2/v3 array or OME-Zarr group, local path or http(s) URL',
+      fragment: 'a fragment folder (surface_volume/NN.tif or layers/NN.tif, mask.png): writes inkpred.png (max over layers of the blended ink probability) and submission.csv (run-length encoding at the threshold the checkpoint\'s validation kept, else 0.5)',
+      out: 'OME-Zarr group written: one multiscale uint8 image per head (probability x 255), the volume\'s shape; with --fragment a folder (default FRAGMENT/prediction)',
+      region: 'half-open voxel ranges at --level, e.g. 0:256,1000:2000,1000:2000 (default: the whole volume); voxels outside stay 0',
+      level: 'multiscale level of an OME-Zarr --volume (default 0)',
+      heads: 'comma-separated heads to write (default: every head the checkpoint has)',
+      mask: 'uint8 Zarr array of the level\'s shape: chunks where it is all 0 are skipped, voxels where it is 0 are 0',
+      shard: 'i/n: do the i-th of n balanced, disjoint shares (blocks of the coarsest pyramid chunk); n runs on any machines together write exactly what one run writes',
+      resume: 'finish an interrupted run (or join sibling shards): parts and blocks marked done are skipped',
+      png: 'folder for PNG previews: a few z-slices per head over the input',
+      overlap: `window overlap in voxels, one number or D,H,W (default ${SEGMENT_DEFAULTS.overlapFraction} of the model window)`,
+      chunks: `output chunk D,H,W (default ${SEGMENT_DEFAULTS.chunks.join(',')})`,
+      levels: `pyramid levels including level 0 (default: until the volume fits a chunk, at most ${SEGMENT_DEFAULTS.maxLevels})`,
       backend: `tensor backend: ${BACKENDS}`,
-      batch: 'tiles per forward pass (default 4)',
-      overwrite: 'replace --out if it exists',
+      batch: `windows per forward pass (default ${SEGMENT_DEFAULTS.batch})`,
+      overwrite: 'replace --out if it exists (not with --shard i/n, n > 1)',
       quiet: 'no progress output',
     },
     async run(v) {
-      for (const k of ['checkpoint', 'volume', 'out']) {
-        if (typeof v[k] !== 'string') throw new ConfigError(`--${k}`, 'is required');
-      }
+      if (typeof v['checkpoint'] !== 'string') throw new ConfigError('--checkpoint', 'is required');
       const r = await segment({
-        checkpoint: v['checkpoint'] as string,
-        volume: v['volume'] as string,
-        out: v['out'] as string,
+        checkpoint: v['checkpoint'],
+        volume: v['volume'] as string | undefined,
+        fragment: v['fragment'] as string | undefined,
+        out: v['out'] as string | undefined,
+        region: v['region'] as string | undefined,
+        level: parseIntFlag(v['level'] as string | undefined, '--level'),
+        heads: typeof v['heads'] === 'string' ? v['heads'].split(',').map((h) => h.trim()).filter((h) => h !== '') : undefined,
+        mask: v['mask'] as string | undefined,
+        shard: v['shard'] as string | undefined,
+        resume: v['resume'] === true ? true : undefined,
+        png: v['png'] as string | undefined,
+        overlap: parseOverlap(v['overlap'] as string | undefined),
+        chunks: parseShape(v['chunks'] as string | undefined, '--chunks'),
+        levels: parseIntFlag(v['levels'] as string | undefined, '--levels'),
         backend: v['backend'] as string | undefined,
         batch: parseIntFlag(v['batch'] as string | undefined, '--batch'),
         overwrite: Boolean(v['overwrite']),
@@ -207,9 +239,20 @@ const commands: Record<string, Command> = {
         JSON.stringify({
           out: r.out,
           shape: r.shape,
+          region: r.region,
+          heads: r.heads,
+          shard: `${r.shard.index}/${r.shard.count}`,
           tiles: r.tiles,
+          parts: r.parts,
+          partsAlreadyDone: r.partsAlreadyDone,
+          chunksWritten: r.chunksWritten,
+          chunksSkipped: r.chunksSkipped,
+          previews: r.previews,
+          ...(r.fragment ? { fragment: r.fragment } : {}),
           seconds: Number(r.seconds.toFixed(2)),
           voxelsPerSecond: Math.round(r.voxelsPerSecond),
+          // Peak resident memory of the process: flat in the volume size (one part's windows and accumulators).
+          peakRssBytes: process.resourceUsage().maxRSS * 1024,
           backend: r.backend.name,
         }),
       );

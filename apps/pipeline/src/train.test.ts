@@ -1,15 +1,10 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { makeRng, tf, useBackend } from '@goe/tf';
-import { openVolume } from '@goe/scroll-io';
-import { resolvePhantomConfig, writePhantom } from '@goe/phantom';
-import { existsSync, mkdtempSync, readFileSync, readdirSync } from 'node:fs';
+import { tf, useBackend } from '@goe/tf';
+import { mkdtempSync, readFileSync, readdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import sharp from 'sharp';
-import { assignVariables, loadCheckpoint } from './checkpoint.js';
-import { resolveTrainConfig } from './config.js';
-import { InkModel, normaliseIntensity } from './model.js';
-import { segment } from './segment.js';
+import { loadCheckpoint } from './checkpoint.js';
 import { smallTrainConfig } from './small-config.js';
 import { resolveModelSpec, type VolumeModelSpec } from './spec.js';
 import { resumeTraining, train, type TrainResult } from './train.js';
@@ -165,54 +160,5 @@ describe('goe train', () => {
     const [cpu, wasm] = curves as [number[], number[]];
     expect(cpu).toHaveLength(4);
     cpu.forEach((l, i) => expect(Math.abs(l - wasm[i]!)).toBeLessThan(1e-4 * Math.max(1, Math.abs(l))));
-  });
-});
-
-describe('goe segment', () => {
-  it('writes an ink-probability volume tile by tile that equals the model applied directly', async () => {
-    // A volume whose size is not a multiple of the patch, so edge tiles are exercised.
-    const synth = await writePhantom(join(root, 'vol'), resolvePhantomConfig({ shape: [12, 40, 36], seed: 9, preset: 'easy' }));
-    const out = join(root, 'pred.zarr');
-    const r = await segment({ checkpoint: run.runDir, volume: synth.image, out, backend: 'wasm', progressStream: null });
-    expect(r.shape).toEqual([12, 40, 36]);
-    expect(r.tiles).toBe(2 * 2 * 2);
-    const pred = await openVolume(out);
-    expect(pred.dtype).toBe('uint8');
-    expect(pred.shape).toEqual([12, 40, 36]);
-
-    // Independent path: load the checkpoint into a fresh model, run one edge tile, compare.
-    const ckpt = await loadCheckpoint(join(run.runDir, 'checkpoint'));
-    const config = resolveTrainConfig(ckpt.manifest.config as Record<string, unknown>);
-    const model = new InkModel(resolveModelSpec(config.model) as VolumeModelSpec, makeRng(config.seed));
-    assignVariables(ckpt, new Map([...model.variables()].map(([k, v]) => [`model/${k}`, v])), 'test');
-    const origin = [8, 32, 32];
-    const src = await openVolume(synth.image);
-    const tile = await src.read({ offset: origin, shape: [8, 32, 32] });
-    const x = Float32Array.from(tile.data as Uint8Array, (v) => normaliseIntensity(v));
-    const prob = tf.tidy(() => tf.sigmoid(model.forward(tf.tensor5d(x, [1, 8, 32, 32, 1]), { training: false }).logits));
-    const p = (await prob.data()) as Float32Array;
-    prob.dispose();
-    model.dispose();
-    const got = await pred.read({ offset: origin, shape: [4, 8, 4] });
-    let k = 0;
-    let maxDiff = 0;
-    for (let z = 0; z < 4; z++)
-      for (let y = 0; y < 8; y++)
-        for (let xx = 0; xx < 4; xx++) {
-          const want = Math.round(p[(z * 32 + y) * 32 + xx]! * 255);
-          maxDiff = Math.max(maxDiff, Math.abs((got.data[k++] as number) - want));
-        }
-    expect(maxDiff).toBeLessThanOrEqual(1);
-    // The model's output varies over the tile: the comparison is not between two constant images.
-    expect(Math.max(...got.data) - Math.min(...got.data)).toBeGreaterThan(0);
-  });
-
-  it('a missing volume fails with the path named and leaves no output behind', async () => {
-    const out = join(root, 'never.zarr');
-    await expect(
-      segment({ checkpoint: run.runDir, volume: join(root, 'nope.zarr'), out, backend: 'wasm', progressStream: null }),
-    ).rejects.toThrow(/nope\.zarr/);
-    expect(existsSync(out)).toBe(false);
-    expect(readdirSync(root).filter((f) => f.startsWith('never'))).toEqual([]);
   });
 });
