@@ -1,6 +1,6 @@
 /**
- * @goe/head-ink: token grid -> voxel ink logits, the BCE + Dice loss, Kaggle-style F0.5 metrics and the
- * competition's run-length encoding.
+ * @goe/head-ink: token grid -> voxel ink logits, the depth collapse to a 2D map for fragments, the
+ * BCE + Dice loss, Kaggle-style F0.5 metrics and the competition's run-length encoding.
  */
 export { INK_HEAD_DEFAULTS, resolveInkHeadConfig, type InkHeadConfig, type InkHeadConfigInput } from './config.js';
 export { InkHeadConfigError, InkInputError } from './errors.js';
@@ -8,6 +8,15 @@ export { InkHeadConfigError, InkInputError } from './errors.js';
 // here because they are part of this package's contract.
 export { SeparableSmoothing, unpatchifyCells, type TokenGrid } from '@goe/tf';
 export { InkHead } from './head.js';
+export {
+  DEPTH_COLLAPSE_DEFAULTS,
+  DEPTH_COLLAPSE_MODES,
+  collapseDepth,
+  resolveDepthCollapse,
+  type DepthCollapseConfig,
+  type DepthCollapseInput,
+  type DepthCollapseMode,
+} from './collapse.js';
 export { inkLoss, type InkLoss, type InkLossOptions } from './loss.js';
 export {
   INK_THRESHOLDS,

@@ -1,33 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { backendsUnderTest, expectNoLeak, makeRng, tf, useBackend } from '@goe/tf';
 import { InkInputError, inkLoss } from './index.js';
-
-/** float64 BCE + soft Dice over labelled voxels, from the definitions. */
-function lossRef(
-  x: ArrayLike<number>,
-  y: ArrayLike<number>,
-  valid: ArrayLike<number>,
-  w = { bce: 1, dice: 1, smooth: 1 },
-): { bce: number; dice: number; total: number } {
-  let bceSum = 0;
-  let count = 0;
-  let inter = 0;
-  let sp = 0;
-  let sy = 0;
-  for (let i = 0; i < x.length; i++) {
-    if (!valid[i]) continue;
-    const p = 1 / (1 + Math.exp(-x[i]!));
-    const t = y[i] as number;
-    bceSum += -(t * Math.log(p) + (1 - t) * Math.log(1 - p));
-    count++;
-    inter += p * t;
-    sp += p;
-    sy += t;
-  }
-  const bce = count ? bceSum / count : 0;
-  const dice = 1 - (2 * inter + w.smooth) / (sp + sy + w.smooth);
-  return { bce, dice, total: w.bce * bce + w.dice * dice };
-}
+import { lossRef } from './test-helpers.js';
 
 describe('inkLoss', () => {
   const shape: [number, number, number, number] = [2, 2, 3, 4];

@@ -4,10 +4,17 @@
  * imbalance of ink (a few percent of voxels); BCE keeps per-voxel gradients well-conditioned.
  */
 import { tf } from '@goe/tf';
+import { collapseDepth, type DepthCollapseInput } from './collapse.js';
 import { InkInputError } from './errors.js';
 
 export interface InkLossOptions {
-  /** `[B, D, H, W]` (or any shape of `logits`' size): 1 = labelled, 0 = never counted. */
+  /**
+   * Score a depth-collapsed 2D map (fragments: one label per (y, x) column): voxel logits
+   * `[B, D, H, W]` are reduced over the layer axis by {@link collapseDepth} with this mode (or
+   * `{ mode, temperature }`) first, and `target` and `mask` are `[B, H, W]`. Unset: no collapse.
+   */
+  collapse?: DepthCollapseInput;
+  /** Same size as the scored logits (`[B, D, H, W]`, or `[B, H, W]` with `collapse`): 1 = labelled, 0 = never counted. */
   mask?: tf.Tensor;
   /** Target value meaning "unlabelled" (e.g. 255 or -1): such voxels are never counted. */
   ignoreValue?: number;
@@ -29,17 +36,31 @@ export interface InkLoss {
 }
 
 /**
- * @param logits `[B, D, H, W]` ink logits
- * @param target `[B, D, H, W]` 0/1 (or `ignoreValue`)
+ * Any rank works (the loss is element-wise then pooled): `[B, D, H, W]` voxel logits of a scroll
+ * patch, or `[B, H, W]` column logits of a fragment that the caller collapsed, or let `collapse` do it.
+ * @param logits `[B, D, H, W]` ink logits (or `[B, H, W]`)
+ * @param target 0/1 (or `ignoreValue`) of the scored shape: `logits`' shape, or `[B, H, W]` with `collapse`
  * @returns total, bce, dice (scalars; the caller disposes)
- * @throws InkInputError when shapes differ
+ * @throws InkInputError when shapes differ, or naming `logits` / the collapse option (see {@link collapseDepth})
  */
 export function inkLoss(logits: tf.Tensor, target: tf.Tensor, opts: InkLossOptions = {}): InkLoss {
+  if (opts.collapse === undefined) return pooledLoss(logits, target, opts);
+  // Validate the targets before collapsing, so a bad call allocates nothing.
+  const [B, , H, W] = logits.shape;
+  if (logits.rank === 4 && target.shape.join() !== [B, H, W].join()) throw new InkInputError('target', `[${B}, ${H}, ${W}] (logits [B, D, H, W] collapsed)`, `[${target.shape.join(', ')}]`);
+  return tf.tidy(() => {
+    const { total, bce, dice } = pooledLoss(collapseDepth(logits, opts.collapse), target, opts); // logits [B, H, W]
+    return { total, bce, dice };
+  });
+}
+
+/** BCE + Dice pooled over every labelled element of `logits` (same shape as `target`). */
+function pooledLoss(logits: tf.Tensor, target: tf.Tensor, opts: InkLossOptions): InkLoss {
   const shape = `[${logits.shape.join(', ')}]`;
   if (target.size !== logits.size || target.shape.join() !== logits.shape.join()) {
     throw new InkInputError('target', shape, `[${target.shape.join(', ')}]`);
   }
-  if (opts.mask && opts.mask.size !== logits.size) throw new InkInputError('mask', `${logits.size} values`, `[${opts.mask.shape.join(', ')}]`);
+  if (opts.mask && opts.mask.size !== logits.size) throw new InkInputError('mask', `${logits.size} values (as ${shape})`, `[${opts.mask.shape.join(', ')}]`);
   const bceWeight = opts.bceWeight ?? 1;
   const diceWeight = opts.diceWeight ?? 1;
   const smooth = opts.diceSmooth ?? 1;
