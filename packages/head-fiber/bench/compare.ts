@@ -18,7 +18,19 @@ import { Adam, availableBackends, makeRng, tf, useBackend, type BackendName, typ
 import { phantomRegion, resolvePhantomConfig, type PhantomConfig } from '@goe/phantom';
 import { VolumeStem, resolveVolumeStemConfig } from '@goe/volume-stem';
 import { Encoder, resolveEncoderConfig } from '@goe/encoder';
-import { FiberHead, fiberErrorByFace, fiberLoss, fiberTargetsFromVoxels, resolveFiberHeadConfig, structureTensorFibers, type FiberErrorByFace } from '../src/index.js';
+import {
+  FIBER_OUTPUTS,
+  FiberHead,
+  SHEET_FEATURE_WIDTH,
+  fiberErrorByFace,
+  fiberTargetsFromVoxels,
+  resolveFiberHeadConfig,
+  sheetFrameFeatures,
+  sheetFrameFibers,
+  structureTensorFibers,
+  type FiberErrorByFace,
+  type FiberOutput,
+} from '../src/index.js';
 
 const PATCH: [number, number, number] = [16, 32, 32];
 
@@ -32,11 +44,19 @@ interface Batch {
   mask: Uint8Array;
   /** Each patch's corner in the volume (z, y, x), for the stem's positional encoding. */
   origins: [number, number, number][];
+  /** `[B*N*K]` sheet-frame features of the tokens (`sheetFrameFeatures`), when the head takes them. */
+  skip: Float32Array | undefined;
   n: number;
 }
 
+interface Options {
+  output: FiberOutput;
+  sheetFrame: boolean;
+  positions: boolean;
+}
+
 /** `n` patches with at least 10% papyrus, their corners drawn in z ∈ [z0, z1). */
-function sample(cfg: PhantomConfig, rng: Rng, n: number, z0: number, z1: number, grid: Parameters<typeof fiberTargetsFromVoxels>[1]): Batch {
+function sample(cfg: PhantomConfig, rng: Rng, n: number, z0: number, z1: number, grid: Parameters<typeof fiberTargetsFromVoxels>[1], withSkip: boolean): Batch {
   const [pd, ph, pw] = PATCH;
   const v = pd * ph * pw;
   const x = new Float32Array(n * v);
@@ -56,42 +76,47 @@ function sample(cfg: PhantomConfig, rng: Rng, n: number, z0: number, z1: number,
     b++;
   }
   const t = fiberTargetsFromVoxels(fib, grid, n);
-  return { x, volume: x, target: t.target, mask: t.mask, origins, n };
+  const skip = withSkip ? sheetFrameFeatures(x, grid, n).features : undefined;
+  return { x, volume: x, target: t.target, mask: t.mask, origins, skip, n };
 }
 
 class FibreModel {
   readonly stem: VolumeStem;
   readonly encoder: Encoder;
   readonly head: FiberHead;
-  constructor(rng: Rng) {
+  constructor(
+    rng: Rng,
+    readonly opts: Options,
+  ) {
     const d = 48;
     this.stem = new VolumeStem(resolveVolumeStemConfig({ d, da: 8, cell: [4, 4, 4], convChannels: 8 }), rng);
     this.encoder = new Encoder(resolveEncoderConfig({ d, da: 8, depth: 1, heads: 4 }), rng);
-    this.head = new FiberHead(resolveFiberHeadConfig({ d, hidden: 32 }), rng);
+    this.head = new FiberHead(resolveFiberHeadConfig({ d, hidden: 32, output: opts.output, skip: opts.sheetFrame ? SHEET_FEATURE_WIDTH : 0 }), rng);
   }
   modules(): [string, Module][] {
     return [['stem', this.stem], ['encoder', this.encoder], ['head', this.head]];
   }
-  /** @returns `[B, N, 3]` unit directions */
-  apply(x: tf.Tensor5D, origin: [number, number, number][] | undefined): tf.Tensor3D {
+  /** @returns the head's output: `[B, N, 3]` unit directions or `[B, N, 6]` orientation tensors */
+  apply(b: Batch): tf.Tensor3D {
     return tf.tidy(() => {
+      const x = tf.tensor5d(b.x, [b.n, ...PATCH, 1]);
       // With --positions the stem is told where the patch sits in the scroll (a horizontal fibre
       // runs around the scroll axis, so its direction depends on the position); without, the stem's
       // positions are the patch's own and only the texture tells the direction.
-      const s = this.stem.apply(x, origin ? { origin } : {});
+      const s = this.stem.apply(x, this.opts.positions ? { origin: b.origins } : {});
       const e = this.encoder.apply({ tokens: s.tokens, aux: s.aux });
-      return this.head.apply(e.tokens);
+      const N = e.tokens.shape[1];
+      return this.head.apply(e.tokens, b.skip ? tf.tensor3d(b.skip, [b.n, N, SHEET_FEATURE_WIDTH]) : undefined);
     });
   }
 }
 
-async function score(model: FibreModel, batches: Batch[], usePositions: boolean): Promise<FiberErrorByFace> {
+async function score(model: FibreModel, batches: Batch[]): Promise<FiberErrorByFace> {
   const preds: Float32Array[] = [];
   for (const b of batches) {
-    const x = tf.tensor5d(b.x, [b.n, ...PATCH, 1]);
-    const p = model.apply(x, usePositions ? b.origins : undefined);
-    preds.push((await p.data()) as Float32Array);
-    tf.dispose([x, p]);
+    const p = model.apply(b);
+    preds.push(model.head.directions(await p.data()));
+    p.dispose();
   }
   return fiberErrorByFace(concat(preds), concat(batches.map((b) => b.target)), concatU8(batches.map((b) => b.mask)));
 }
@@ -130,6 +155,8 @@ async function main(): Promise<void> {
       backend: { type: 'string' },
       json: { type: 'string' },
       positions: { type: 'boolean', default: false },
+      output: { type: 'string', default: 'tensor' },
+      'no-sheet-frame': { type: 'boolean', default: false },
     },
   });
   const int = (k: 'steps' | 'batch' | 'seed' | 'val'): number => {
@@ -138,6 +165,9 @@ async function main(): Promise<void> {
     return v;
   };
   const usePositions = values.positions === true;
+  const output = values.output as FiberOutput;
+  if (!FIBER_OUTPUTS.includes(output)) throw new Error(`--output: expected one of ${FIBER_OUTPUTS.join(', ')}, got '${values.output}'`);
+  const opts: Options = { output, sheetFrame: !values['no-sheet-frame'], positions: usePositions };
   const steps = int('steps');
   const batch = int('batch');
   const seed = int('seed');
@@ -148,42 +178,47 @@ async function main(): Promise<void> {
   const cfg = resolvePhantomConfig({ preset: values.preset as 'hard', shape: [64, 160, 160], seed });
   const split = Math.floor(cfg.shape[0] * 0.75);
   const rng = makeRng(seed);
-  const model = new FibreModel(rng);
+  const model = new FibreModel(rng, opts);
   const grid = { inputShape: PATCH, cell: [4, 4, 4] as [number, number, number], dims: [PATCH[0] / 4, PATCH[1] / 4, PATCH[2] / 4] as [number, number, number] };
   const valRng = makeRng(seed + 1000);
-  const val = Array.from({ length: Math.ceil(int('val') / 8) }, () => sample(cfg, valRng, 8, split, cfg.shape[0], grid));
+  const val = Array.from({ length: Math.ceil(int('val') / 8) }, () => sample(cfg, valRng, 8, split, cfg.shape[0], grid, true));
 
   const tensor = structureTensorFibers(concat(val.map((b) => b.volume)), grid, val.reduce((s, b) => s + b.n, 0));
-  const classical = fiberErrorByFace(tensor.direction, concat(val.map((b) => b.target)), concatU8(val.map((b) => b.mask)));
-  const untrained = await score(model, val, usePositions);
+  const valTarget = concat(val.map((b) => b.target));
+  const valMask = concatU8(val.map((b) => b.mask));
+  const classical = fiberErrorByFace(tensor.direction, valTarget, valMask);
+  const frame = sheetFrameFibers(sheetFrameFeatures(concat(val.map((b) => b.volume)), grid, val.reduce((s, b) => s + b.n, 0)));
+  const frameRule = fiberErrorByFace(frame, valTarget, valMask);
+  if (!opts.sheetFrame) for (const b of val) b.skip = undefined;
+  const untrained = await score(model, val);
 
   const adam = new Adam();
   const trainRng = makeRng(seed + 2000);
   const t0 = performance.now();
   let last = NaN;
   for (let step = 1; step <= steps; step++) {
-    const b = sample(cfg, trainRng, batch, 0, split, grid);
-    const x = tf.tensor5d(b.x, [b.n, ...PATCH, 1]);
+    const b = sample(cfg, trainRng, batch, 0, split, grid, opts.sheetFrame);
     const t = tf.tensor3d(b.target, [b.n, b.target.length / 3 / b.n, 3]);
     const m = tf.tensor2d(b.mask, [b.n, b.mask.length / b.n], 'float32');
     // Linear warm-up over the first 5% of the steps.
     const progress = Math.min(1, step / Math.max(1, steps * 0.05));
-    const value = adam.minimize(Object.fromEntries(model.modules()), () => fiberLoss(model.apply(x, usePositions ? b.origins : undefined), t, m), lr * progress);
+    const value = adam.minimize(Object.fromEntries(model.modules()), () => model.head.loss(model.apply(b), t, m), lr * progress);
     last = (await value.data())[0] as number;
-    tf.dispose([value, x, t, m]);
+    tf.dispose([value, t, m]);
     if (!Number.isFinite(last)) throw new Error(`step ${step}: the loss is ${last}`);
     if (step % 25 === 0 || step === steps) {
       const s = (performance.now() - t0) / 1000;
       process.stderr.write(`[fibre] step ${step}/${steps} | loss ${last.toFixed(4)} | ${(s / step).toFixed(2)} s/step | ETA ${((steps - step) * s / step).toFixed(0)} s\n`);
     }
   }
-  const trained = await score(model, val, usePositions);
+  const trained = await score(model, val);
   const rows: [string, FiberErrorByFace][] = [
     ['structure tensor (classical)', classical],
+    ['sheet-frame rule (classical)', frameRule],
     ['learned, untrained', untrained],
     [`learned, ${steps} steps`, trained],
   ];
-  console.log(`Fibre direction on the '${values.preset}' phantom (seed ${seed}), ${val.reduce((s, b) => s + b.n, 0)} held-out ${PATCH.join('x')} patches, tokens of 4^3 voxels; sign-free angular error in degrees (mean / median); backend ${backend}${usePositions ? '; positions in the scroll given' : ''}; ${((performance.now() - t0) / 1000).toFixed(0)} s of training, final loss ${last.toFixed(4)}\n`);
+  console.log(`Fibre direction on the '${values.preset}' phantom (seed ${seed}), ${val.reduce((s, b) => s + b.n, 0)} held-out ${PATCH.join('x')} patches, tokens of 4^3 voxels; sign-free angular error in degrees (mean / median); backend ${backend}; head output ${output}${opts.sheetFrame ? ', sheet-frame features' : ''}${usePositions ? '; positions in the scroll given' : ''}; ${((performance.now() - t0) / 1000).toFixed(0)} s of training, final loss ${last.toFixed(4)}\n`);
   console.log('| method | all | horizontal (recto) | vertical (verso) | tokens (h / v) |');
   console.log('| --- | ---: | ---: | ---: | ---: |');
   for (const [name, r] of rows) {
@@ -191,7 +226,7 @@ async function main(): Promise<void> {
   }
   if (values.json) {
     const tmp = `${values.json}.tmp-${process.pid}`;
-    writeFileSync(tmp, JSON.stringify({ preset: values.preset, seed, steps, batch, lr, backend, classical, untrained, trained }, null, 2));
+    writeFileSync(tmp, JSON.stringify({ preset: values.preset, seed, steps, batch, lr, backend, ...opts, classical, frameRule, untrained, trained }, null, 2));
     renameSync(tmp, values.json);
   }
 }

@@ -14,6 +14,7 @@ import {
   symmetricEigen3,
   type TokenGrid,
 } from './index.js';
+import { expectGradMatchesFloat64, expectHeadTrains, layerNormRef } from './test-helpers.js';
 
 const deg = (r: number): number => (r * Math.PI) / 180;
 
@@ -58,18 +59,8 @@ describe('fiberLoss', () => {
     const mask = Float32Array.from([1, 1, 0, 1, 1, 1, 0, 1, 1, 1]);
     const tt = tf.tensor2d(t, [10, 3]);
     const mt = tf.tensor1d(mask);
-    const g = tf.grad((x: tf.Tensor) => fiberLoss(x, tt, mt))(tf.tensor2d(v, [10, 3]));
-    const gv = await g.data();
-    const h = 1e-6;
-    for (let i = 0; i < 30; i++) {
-      const a = Float64Array.from(v);
-      const b = Float64Array.from(v);
-      a[i]! += h;
-      b[i]! -= h;
-      const fd = (lossRef(a, t, mask) - lossRef(b, t, mask)) / (2 * h);
-      expect(Math.abs(gv[i]! - fd)).toBeLessThan(1e-4 + 1e-3 * Math.abs(fd));
-    }
-    tf.dispose([tt, mt, g]);
+    await expectGradMatchesFloat64((x) => fiberLoss(x, tt, mt), (x) => lossRef(x, t, mask), v, [10, 3]);
+    tf.dispose([tt, mt]);
   });
 });
 
@@ -189,15 +180,12 @@ describe('FiberHead', () => {
     await useBackend('cpu');
     const refHead = new FiberHead(resolveFiberHeadConfig(cfg), makeRng(4));
     const [g, b, w, wb] = await Promise.all(
-      [refHead.norm!.gain, refHead.norm!.bias, refHead.toDirection.w, refHead.toDirection.b!].map(async (t) => Float64Array.from(await t.data())),
+      [refHead.norm!.gain, refHead.norm!.bias, refHead.out.w, refHead.out.b!].map(async (t) => Float64Array.from(await t.data())),
     );
     refHead.dispose();
     const ref = new Float64Array(8 * 3);
     for (let r = 0; r < 8; r++) {
-      const row = Array.from(tokens.subarray(r * 6, r * 6 + 6));
-      const mean = row.reduce((s, v) => s + v, 0) / 6;
-      const vr = row.reduce((s, v) => s + (v - mean) ** 2, 0) / 6;
-      const ln = row.map((v, i) => ((v - mean) / Math.sqrt(vr + 1e-5)) * g![i]! + b![i]!);
+      const ln = layerNormRef(tokens.subarray(r * 6, r * 6 + 6), g!, b!);
       const o = [0, 1, 2].map((j) => ln.reduce((s, v, i) => s + v * w![i * 3 + j]!, wb![j]!));
       const n = Math.hypot(o[0]!, o[1]!, o[2]!);
       ref.set(o.map((v) => v / n), r * 3);
@@ -229,21 +217,8 @@ describe('FiberHead', () => {
     for (let r = 0; r < 64; r++)
       for (let j = 0; j < 3; j++) for (let i = 0; i < 8; i++) tgt[r * 3 + j]! += tok[r * 8 + i]! * map[i * 3 + j]!;
     const target = tf.tensor3d(tgt, [1, 64, 3]);
-    const lossFn = (): tf.Scalar => tf.tidy(() => fiberLoss(head.apply(tokens), target));
-    const { value, grads } = tf.variableGrads(lossFn);
-    for (const [path, v] of head.variables()) {
-      const gv = await grads[v.name]!.data();
-      expect(gv.every(Number.isFinite), path).toBe(true);
-      expect(gv.some((e) => e !== 0), path).toBe(true);
-    }
-    const first = (await value.data())[0]!;
-    tf.dispose([value, ...Object.values(grads)]);
-    const opt = tf.train.adam(2e-2);
-    for (let i = 0; i < 80; i++) opt.minimize(lossFn, true)?.dispose();
-    const l = lossFn();
-    expect((await l.data())[0]!).toBeLessThan(0.5 * first);
-    tf.dispose([l, tokens, target]);
-    opt.dispose();
+    await expectHeadTrains(head, () => fiberLoss(head.apply(tokens), target), 80);
+    tf.dispose([tokens, target]);
     head.dispose();
   });
 

@@ -156,7 +156,8 @@ function voxelIndex(grid: TokenGrid, b: number, z: number, y: number, x: number)
   return ((b * D + z) * H + y) * W + x;
 }
 
-function forEachToken(
+/** Visits every token of `batch` patches in order, with an iterator over its cell's voxels (index into `[B, D, H, W]`, and z, y, x in the patch). */
+export function forEachToken(
   grid: TokenGrid,
   batch: number,
   visit: (token: number, voxels: (f: (v: number, z: number, y: number, x: number) => void) => void) => void,
