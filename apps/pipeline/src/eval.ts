@@ -202,17 +202,7 @@ async function forEachTile(model: InkModel, volume: Volume, patch: readonly [num
     reads.forEach((r, b) => {
       for (let j = 0; j < n; j++) x[b * n + j] = normaliseIntensity(r.data[j] as number, scale);
     });
-    const out = tf.tidy(() => {
-      const f = model.forward(tf.tensor5d(x, [group.length, ...patch, 1]), { training: false });
-      const kept: Record<string, tf.Tensor> = {};
-      if (f.logits) kept['ink'] = tf.sigmoid(f.logits);
-      if (f.fiber) kept['fiber'] = f.fiber;
-      if (f.geometry) {
-        kept['sheet'] = tf.sigmoid(f.geometry.sheetLogits);
-        if (f.geometry.normals) kept['normals'] = f.geometry.normals;
-      }
-      return kept;
-    });
+    const out = tf.tidy(() => model.predict(tf.tensor5d(x, [group.length, ...patch, 1])) as Record<string, tf.Tensor>);
     const host: Record<string, Float32Array> = {};
     for (const [k, t] of Object.entries(out)) host[k] = (await t.data()) as Float32Array;
     tf.dispose(Object.values(out));

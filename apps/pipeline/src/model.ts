@@ -222,6 +222,18 @@ export interface InkForward {
   grid: TokenGrid;
 }
 
+/** Named predictions of the volume model's heads (see `InkModel.predict`). */
+export interface VolumePredictions {
+  /** `[B, D, H, W]` ink probability. */
+  ink?: tf.Tensor4D;
+  /** `[B, N, 3]` unit fibre directions. */
+  fiber?: tf.Tensor3D;
+  /** `[B, D, H, W]` sheet probability. */
+  sheet?: tf.Tensor4D;
+  /** `[B, N, 3]` unit sheet normals. */
+  normals?: tf.Tensor3D;
+}
+
 /** Loss parts of the volume model: the total, each present head's parts, and the router's. */
 export type VolumeLossParts = { total: tf.Scalar; router: tf.Scalar } & Partial<
   Record<'bce' | 'dice' | 'ink' | 'fiber' | 'geometry' | 'sheetBce' | 'sheetDice' | 'normal', tf.Scalar>
@@ -261,6 +273,27 @@ export class InkModel extends StemModel<tf.Tensor5D, VolumeStem> {
     if (this.fiberHead) out.fiber = this.fiberHead.apply(g.tokens);
     if (this.geometryHead) out.geometry = this.geometryHead.apply(g.tokens, s.grid);
     disposeProvenance(g);
+    return out;
+  }
+
+  /**
+   * Every head's prediction for `x` in evaluation mode, named: ink and sheet probabilities
+   * `[B, D, H, W]`, fibre directions and sheet normals `[B, N, 3]` (unit, sign arbitrary); only the
+   * heads the model carries. Call inside `tf.tidy` (or dispose the tensors).
+   */
+  predict(x: tf.Tensor5D): VolumePredictions {
+    return this.predictionsOf(this.forward(x, { training: false }));
+  }
+
+  /** The named predictions of a forward pass (see `predict`). */
+  predictionsOf(f: InkForward): VolumePredictions {
+    const out: VolumePredictions = {};
+    if (f.logits) out.ink = tf.sigmoid(f.logits);
+    if (f.fiber) out.fiber = f.fiber;
+    if (f.geometry) {
+      out.sheet = tf.sigmoid(f.geometry.sheetLogits);
+      if (f.geometry.normals) out.normals = f.geometry.normals;
+    }
     return out;
   }
 

@@ -188,14 +188,7 @@ export async function volumeTask(c: TrainConfig, runDir: string, model: InkModel
       for (const b of valBatches) {
         const out = tf.tidy(() => {
           const f = model.forward(b.x, { training: false });
-          const kept: Record<string, tf.Tensor> = { loss: model.loss(f, b).total };
-          if (f.logits) kept['ink'] = tf.sigmoid(f.logits);
-          if (f.fiber) kept['fiber'] = f.fiber;
-          if (f.geometry) {
-            kept['sheet'] = tf.sigmoid(f.geometry.sheetLogits);
-            if (f.geometry.normals) kept['normals'] = f.geometry.normals;
-          }
-          return kept;
+          return { loss: model.loss(f, b).total, ...model.predictionsOf(f) } as Record<string, tf.Tensor>;
         });
         const p: ValPrediction = {};
         for (const k of ['ink', 'fiber', 'sheet', 'normals'] as const) if (out[k]) p[k] = (await out[k].data()) as Float32Array;
