@@ -110,8 +110,10 @@ export function patchBatch(patches: RawPatch[], patch: [number, number, number],
       mask: tf.tensor2d(Float32Array.from(batch.fiberTargets.mask), [B, N]),
     };
   }
+  // Host papyrus labels whenever the patches carry them (they also class tokens for the routing report).
+  if (patches[0]?.labels['papyrus']) batch.sheetLabels = binary('papyrus');
   if (heads.includes('geometry')) {
-    batch.sheetLabels = binary('papyrus');
+    batch.sheetLabels = batch.sheetLabels ?? binary('papyrus');
     batch.geometry = { sheet: tf.tensor4d(Float32Array.from(batch.sheetLabels), [B, ...patch]) };
     if (patches[0]?.fields?.['normal']) {
       batch.normalTargets = tokenTargets(field('normal'), needGrid());

@@ -13,7 +13,7 @@ const root = mkdtempSync(join(tmpdir(), 'goe-report-'));
 const run = join(root, 'run');
 
 beforeAll(async () => {
-  await train(smallTrainConfig(run, { steps: 6, validateEvery: 3 }), { progressStream: null });
+  await train(smallTrainConfig(run, { steps: 6, validateEvery: 3, model: { heads: ['ink', 'fiber', 'geometry'] } }), { progressStream: null });
 }, 60_000);
 
 /** Pixels whose channels differ by more than 40: the coloured series, not the grey frame and text. */
@@ -35,6 +35,9 @@ describe('goe report', () => {
       'learning-rate.png',
       'grad-norm.png',
       'validation-metrics.png',
+      'validation-angles.png',
+      'validation-surface.png',
+      'validation-halting.png',
       'validation-loss.png',
     ]);
     for (const c of r.charts) {
@@ -43,7 +46,7 @@ describe('goe report', () => {
       expect(px.coloured, c).toBeGreaterThan(200);
     }
     expect(r.pictures.map((p) => p.slice(run.length + 1))).toEqual(
-      expect.arrayContaining(['loss.png', 'predictions.png', 'routing/graph.png', 'routing/load.png']),
+      expect.arrayContaining(['loss.png', 'predictions.png', 'routing/graph.png', 'routing/load.png', 'routing/halting.png']),
     );
     const index = readFileSync(r.index, 'utf8');
     for (const c of r.charts) expect(index).toContain(`](${c.slice(r.dir.length + 1)})`);

@@ -76,13 +76,22 @@ export async function writeReport(runDir: string): Promise<RunReport> {
   await chart('grad-norm.png', series(train, ['gradNorm']), 'Global gradient norm (before clipping)', 'norm', positive(['gradNorm'], train));
   if (val.length > 0) {
     const keys = numericKeys(val, new Set(['step', 'split']));
-    // Metrics in [0, 1] share a chart; losses and the rest (bits per byte, counts) get their own.
-    const unit = keys.filter((k) => val.every((r) => typeof r[k] !== 'number' || ((r[k] as number) >= 0 && (r[k] as number) <= 1)) && k !== 'loss');
-    const other = keys.filter((k) => !unit.includes(k) && k !== 'maskedBytes');
+    // One chart per unit: fractions in [0, 1] (F0.5, AUC, Dice), angles in degrees (fibre, normals),
+    // distances in voxels (sheet surface), cycles (halting per token class), and the rest (losses,
+    // bits per byte).
+    const angle = keys.filter((k) => /^(fiber|normal)/.test(k));
+    const surface = keys.filter((k) => k.startsWith('surface'));
+    const halting = keys.filter((k) => k.startsWith('halting'));
+    const rest = keys.filter((k) => ![...angle, ...surface, ...halting].includes(k));
+    const unit = rest.filter((k) => val.every((r) => typeof r[k] !== 'number' || ((r[k] as number) >= 0 && (r[k] as number) <= 1)) && k !== 'loss');
+    const other = rest.filter((k) => !unit.includes(k) && k !== 'maskedBytes');
     if (unit.length > 0) await chart('validation-metrics.png', series(val, unit), 'Validation metrics', 'value', false);
+    if (angle.length > 0) await chart('validation-angles.png', series(val, angle), 'Validation angular errors (fibres, sheet normals)', 'degrees', false);
+    if (surface.length > 0) await chart('validation-surface.png', series(val, surface), 'Validation sheet surface distance', 'voxels', false);
+    if (halting.length > 0) await chart('validation-halting.png', series(val, halting), 'Mean cycles run per token class', 'cycles', false);
     if (other.length > 0) await chart('validation-loss.png', series(val, other), 'Validation loss', 'value', positive(other, val));
   }
-  const candidates = ['loss.png', 'predictions.png', 'routing/graph.png', 'routing/adjacency.png', 'routing/transitions.png', 'routing/load.png'];
+  const candidates = ['loss.png', 'predictions.png', 'routing/graph.png', 'routing/adjacency.png', 'routing/transitions.png', 'routing/load.png', 'routing/halting.png'];
   const pictures = candidates.map((p) => join(run, p)).filter((p) => existsSync(p));
   const index = join(dir, 'index.md');
   const link = (p: string, what: string) => `![${what}](${relative(dir, p)})`;
@@ -92,12 +101,16 @@ export async function writeReport(runDir: string): Promise<RunReport> {
     'grad-norm.png': 'gradient norm',
     'validation-metrics.png': 'validation metrics',
     'validation-loss.png': 'validation loss',
+    'validation-angles.png': 'validation angular errors of fibres and sheet normals',
+    'validation-surface.png': 'validation sheet surface distances',
+    'validation-halting.png': 'mean cycles run per token class over training',
     'loss.png': 'training and validation loss',
-    'predictions.png': 'validation patches: image, label, predicted probability, overlay',
+    'predictions.png': 'validation patches: the image, then per head its label and prediction (ink: label, probability, overlay; fibre: true and predicted direction as colour; geometry: sheet label, probability, normals)',
     'routing/graph.png': 'the learned expert graph A',
     'routing/adjacency.png': 'A as a heat map',
     'routing/transitions.png': 'expert-to-expert transitions between cycles',
     'routing/load.png': 'expert load per cycle',
+    'routing/halting.png': 'halting depth per token class (air, papyrus, ink)',
   };
   const last = val[val.length - 1];
   const text = [

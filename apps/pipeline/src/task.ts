@@ -6,6 +6,7 @@
  */
 import type { ProvenanceArrays } from '@goe/core';
 import type { tf } from '@goe/tf';
+import type { TokenClasses } from './halting.js';
 import type { PipelineModel } from './model.js';
 
 /** Loss parts of one batch; `total` is what the optimiser sees, the rest are logged. */
@@ -39,6 +40,8 @@ export interface TrainTask<B> {
   validate(step: number): Promise<ValidationResult>;
   /** How the first validation batch was routed. */
   routing(): Promise<ProvenanceArrays>;
+  /** A class per token of that batch (e.g. air, papyrus, ink), for halting depth per class. */
+  tokenClasses?(): TokenClasses;
   /** JSON state of the data stream (saved in checkpoints). */
   state(): unknown;
   /** Continues the batch sequence from a `state()` saved in a checkpoint (`goe train --resume`). */

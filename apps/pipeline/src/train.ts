@@ -15,6 +15,7 @@ import { learningRate, type TrainConfig } from './config.js';
 import { assignVariables, loadModel, saveModelCheckpoint } from './checkpoint.js';
 import { CheckpointError, NonFiniteLossError } from './errors.js';
 import { buildModel, type ByteModel, type InkModel, type Trunk } from './model.js';
+import { haltingByClass, writeHaltingPng } from './halting.js';
 import { writeLineChartPng } from './plot.js';
 import { Progress } from './progress.js';
 import { sequenceTask } from './sequence-task.js';
@@ -148,8 +149,12 @@ export async function runTraining<B>(
     const arrays = await task.routing();
     const summary = summarizeProvenance(arrays, { router: model.core.config.router, k: model.core.config.k });
     await writeProvenancePictures(routingDir, arrays, summary);
-    await atomicWriteFile(join(routingDir, 'summary.json'), `${JSON.stringify(summary, null, 2)}\n`);
+    // Cycles spent per token class (GoE draft §3.1.5): where the router keeps refining.
+    const halting = task.tokenClasses ? haltingByClass(arrays, task.tokenClasses()) : undefined;
+    if (halting) await writeHaltingPng(join(routingDir, 'halting.png'), halting);
+    await atomicWriteFile(join(routingDir, 'summary.json'), `${JSON.stringify({ ...summary, ...(halting ? { haltingByClass: halting } : {}) }, null, 2)}\n`);
     const rec: MetricsRecord = { step, split: 'val', ...v.metrics };
+    for (const [name, h] of Object.entries(halting ?? {})) if (h.tokens > 0) rec[`halting${name[0]!.toUpperCase()}${name.slice(1)}`] = h.meanCycles;
     validation.push(rec);
     await appendFile(metricsPath, `${JSON.stringify(rec)}\n`);
     progress?.log(`validation @ step ${step}: ${v.line}`);

@@ -20,6 +20,7 @@ import type { TrainConfig } from './config.js';
 import { ConfigError } from './errors.js';
 import { batchTensors, patchBatch, type InkModel, type PatchBatch, type RawPatch } from './model.js';
 import { directionColour, grey, redOver, writePanelsPng, type Rgb } from './plot.js';
+import { tokenClassesFromLabels } from './halting.js';
 import type { VolumeHeadName } from './spec.js';
 import type { TrainTask } from './task.js';
 
@@ -66,6 +67,8 @@ async function prepareData(c: TrainConfig, runDir: string, model: InkModel): Pro
   const volume = await openVolume(paths['image'] as string);
   const shape = volume.shape.join(',');
   const labels: Record<string, Volume> = {};
+  // Papyrus labels, where there are any, also class the tokens for halting depth per class.
+  if (paths['papyrus'] && !want.labels.includes('papyrus')) want.labels.push('papyrus');
   for (const name of want.labels) {
     const v = await openVolume(paths[name] as string);
     if (v.shape.join(',') !== shape) {
@@ -243,6 +246,10 @@ export async function volumeTask(c: TrainConfig, runDir: string, model: InkModel
     },
     routing() {
       return model.routing((valBatches[0] as PatchBatch).x);
+    },
+    tokenClasses() {
+      const b = valBatches[0] as PatchBatch;
+      return tokenClassesFromLabels(grid, b.x.shape[0], { ink: b.inkLabels, papyrus: b.sheetLabels });
     },
     state() {
       return sampler.state();
