@@ -155,7 +155,7 @@ async function main(): Promise<void> {
       backend: { type: 'string' },
       json: { type: 'string' },
       positions: { type: 'boolean', default: false },
-      output: { type: 'string', default: 'tensor' },
+      output: { type: 'string', default: 'vector' },
       'no-sheet-frame': { type: 'boolean', default: false },
     },
   });

@@ -1,12 +1,13 @@
 /**
  * Trained alone (the only head) behind a volume stem on phantom patches for a short run, the fibre
- * head must clearly beat its untrained self on held-out patches, by the sign-free angular error.
+ * head (orientation-tensor output, with the sheet-frame features of its patch) must clearly beat its
+ * untrained self on held-out patches, by the sign-free angular error, on both faces' fibres.
  */
 import { describe, expect, it } from 'vitest';
 import { Adam, adamStepOn, makeRng, tf, useBackend, type Rng, type TokenGrid } from '@goe/tf';
 import { phantomRegion, resolvePhantomConfig, type PhantomConfig } from '@goe/phantom';
 import { VolumeStem, resolveVolumeStemConfig } from '@goe/volume-stem';
-import { FiberHead, fiberErrorByFace, fiberLoss, fiberTargetsFromVoxels, resolveFiberHeadConfig } from './index.js';
+import { FiberHead, SHEET_FEATURE_WIDTH, fiberErrorByFace, fiberTargetsFromVoxels, resolveFiberHeadConfig, sheetFrameFeatures } from './index.js';
 
 const PATCH: [number, number, number] = [8, 32, 32];
 const GRID: TokenGrid = { inputShape: PATCH, cell: [4, 4, 4], dims: [2, 8, 8] };
@@ -27,7 +28,7 @@ function fibrePatches(cfg: PhantomConfig, rng: Rng, n: number, z0: number, z1: n
     }
     b++;
   }
-  return { x, ...fiberTargetsFromVoxels(dirs, GRID, n), n };
+  return { x, ...fiberTargetsFromVoxels(dirs, GRID, n), skip: sheetFrameFeatures(x, GRID, n).features, n };
 }
 
 describe('fibre head trained alone on phantom patches', () => {
@@ -36,15 +37,15 @@ describe('fibre head trained alone on phantom patches', () => {
     const cfg = resolvePhantomConfig({ preset: 'easy', shape: [32, 96, 96], seed: 2 });
     const rng = makeRng(3);
     const stem = new VolumeStem(resolveVolumeStemConfig({ d: 32, da: 8 }), rng);
-    const head = new FiberHead(resolveFiberHeadConfig({ d: 32, hidden: 32 }), rng);
+    const head = new FiberHead(resolveFiberHeadConfig({ d: 32, hidden: 32, output: 'tensor', skip: SHEET_FEATURE_WIDTH }), rng);
     const val = fibrePatches(cfg, makeRng(4), 6, 24, 32);
     const N = GRID.dims[0] * GRID.dims[1] * GRID.dims[2];
+    const forward = (b: { x: Float32Array; skip: Float32Array; n: number }): tf.Tensor3D =>
+      tf.tidy(() => head.apply(stem.apply(tf.tensor5d(b.x, [b.n, ...PATCH, 1])).tokens, tf.tensor3d(b.skip, [b.n, N, SHEET_FEATURE_WIDTH])));
     const score = async () => {
-      const x = tf.tensor5d(val.x, [val.n, ...PATCH, 1]);
-      const s = stem.apply(x);
-      const p = head.apply(s.tokens);
-      const pred = await p.data();
-      tf.dispose([x, s.tokens, s.aux, p, ...(s.positions ? [s.positions] : [])]);
+      const p = forward(val);
+      const pred = head.directions(await p.data());
+      p.dispose();
       return fiberErrorByFace(pred, val.target, val.mask);
     };
     const before = await score();
@@ -53,18 +54,21 @@ describe('fibre head trained alone on phantom patches', () => {
     const trainRng = makeRng(5);
     for (let step = 0; step < 60; step++) {
       const b = fibrePatches(cfg, trainRng, 4, 0, 24);
-      const x = tf.tensor5d(b.x, [b.n, ...PATCH, 1]);
       const t = tf.tensor3d(b.target, [b.n, N, 3]);
       const m = tf.tensor2d(b.mask, [b.n, N], 'float32');
-      await adamStepOn({ stem, head }, adam, () => fiberLoss(head.apply(stem.apply(x).tokens), t, m), 5e-3);
-      tf.dispose([x, t, m]);
+      await adamStepOn({ stem, head }, adam, () => head.loss(forward(b), t, m), 5e-3);
+      tf.dispose([t, m]);
     }
     const after = await score();
-    // Measured: 56.8° -> 47.5° overall; vertical fibres 54.5° -> 17.7°, horizontal ones 58.8° -> 73.4°
-    // (the head settles on one direction first; README.md, "Learned head against the structure tensor").
+    // Measured: 54.5° -> 30.1° overall; horizontal (recto) fibres 62.0° -> 31.7°, vertical (verso) ones
+    // 45.7° -> 28.2°. Both faces improve: the head does not settle on one direction. With the
+    // direction output ('vector') and the same features, these 60 steps still settle on the axis
+    // (61.7° -> 47.5°; horizontal 58.5° -> 73.5°, vertical 65.4° -> 17.5°); README.md, "Learned head
+    // against the structure tensor".
     expect(after.all.count).toBeGreaterThan(100);
-    expect(after.all.mean).toBeLessThan(before.all.mean - 5);
-    expect(after.vertical.mean).toBeLessThan(before.vertical.mean - 20);
+    expect(after.all.mean).toBeLessThan(before.all.mean - 15);
+    expect(after.horizontal.mean).toBeLessThan(before.horizontal.mean - 15);
+    expect(after.vertical.mean).toBeLessThan(before.vertical.mean - 10);
     adam.dispose();
   }, 60_000);
 });
