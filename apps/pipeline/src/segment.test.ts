@@ -5,7 +5,7 @@
  */
 import { rleDecode } from '@goe/head-ink';
 import { resolvePhantomConfig, writePhantom, writePhantomFragment } from '@goe/phantom';
-import { createVolume, gaussianWeights, openFragment, openVolume, readPng, tileRegion } from '@goe/scroll-io';
+import { buildPyramid, createOmeZarr, createVolume, gaussianWeights, openFragment, openVolume, readPng, tileRegion } from '@goe/scroll-io';
 import { initBackend } from '@goe/tf';
 import { cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -13,7 +13,7 @@ import { join, relative } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { normaliseIntensity } from './model.js';
 import { inkPredictor, type WindowPredictor } from './predictor.js';
-import { loadInkModel, regionBlocks, segment, segmentGrid, segmentVolume, shardBlocks, type SegmentVolumeOptions } from './segment.js';
+import { filesUnder, loadInkModel, regionBlocks, segment, segmentGrid, segmentVolume, shardBlocks, type SegmentVolumeOptions } from './segment.js';
 import { smallTrainConfig } from './small-config.js';
 import { train } from './train.js';
 
@@ -23,29 +23,20 @@ let image = '';
 let predictor: WindowPredictor;
 /** Small geometry: window 8x16x16, chunks 8x16x16, 2 levels (blocks 16x32x32), parts of one chunk column. */
 const settings = { chunks: [8, 16, 16], levels: 2, overlap: [2, 4, 4], partVoxels: 4096, progressStream: null, modelId: 'test' } as const;
-const shape = [16, 40, 48];
+const shape: [number, number, number] = [16, 40, 48];
 
 function opts(out: string, more: Partial<SegmentVolumeOptions> = {}): SegmentVolumeOptions {
   return { ...settings, chunks: [...settings.chunks], overlap: [...settings.overlap], volume: image, out, ...more };
 }
 
 /** Every file under `dir` (dot-folders included), relative path -> bytes. */
-function tree(dir: string): Map<string, Buffer> {
-  const out = new Map<string, Buffer>();
-  const walk = (d: string) => {
-    for (const e of readdirSync(d, { withFileTypes: true })) {
-      const p = join(d, e.name);
-      if (e.isDirectory()) walk(p);
-      else out.set(relative(dir, p), readFileSync(p));
-    }
-  };
-  walk(dir);
-  return out;
+async function tree(dir: string): Promise<Map<string, Buffer>> {
+  return new Map((await filesUnder(dir)).map((f) => [relative(dir, f), readFileSync(f)]));
 }
 
-function expectSameTree(a: string, b: string): void {
-  const ta = tree(a);
-  const tb = tree(b);
+async function expectSameTree(a: string, b: string): Promise<void> {
+  const ta = await tree(a);
+  const tb = await tree(b);
   expect([...ta.keys()].sort()).toEqual([...tb.keys()].sort());
   for (const [k, v] of ta) expect(v.equals(tb.get(k)!), k).toBe(true);
 }
@@ -140,7 +131,7 @@ describe('goe segment: the engine', () => {
     const out = join(root, 'shards.zarr');
     const rs = await Promise.all([0, 1, 2].map((i) => segmentVolume(predictor, opts(out, { shard: `${i}/3` }))));
     expect(rs.map((r) => r.parts).every((p) => p > 0)).toBe(true);
-    expectSameTree(out, whole);
+    await expectSameTree(out, whole);
     // The pyramid level is there too, and a reader sees the OME-Zarr image.
     const l1 = await openVolume(join(out, 'ink'), { level: 1 });
     expect(l1.shape).toEqual([8, 20, 24]);
@@ -152,7 +143,7 @@ describe('goe segment: the engine', () => {
     const again = await segmentVolume(predictor, opts(out, { shard: '1/3', resume: true }));
     expect(again).toMatchObject({ parts: 0, chunksWritten: 0, tiles: 0 });
     expect(again.partsAlreadyDone).toBe(rs[1]!.parts);
-    expectSameTree(out, whole);
+    await expectSameTree(out, whole);
   }, 60_000);
 
   it('a mask skips chunks where it is all 0 (not written) and zeroes voxels where it is 0', async () => {
@@ -187,6 +178,27 @@ describe('goe segment: the engine', () => {
     const i = pred.indexOf(Math.max(...pred));
     // Red minus green is the probability times 255 (the overlay's alpha times full red).
     expect(Math.abs((img.data[i * 3]! as number) - (img.data[i * 3 + 1]! as number) - pred[i]!)).toBeLessThanOrEqual(1);
+  }, 60_000);
+});
+
+describe('goe segment: levels and progress', () => {
+  it('--level segments a coarser level of an OME-Zarr pyramid, with its voxel size; progress is in voxels per second with an ETA', async () => {
+    const src = await openVolume(image);
+    const pyr = join(root, 'pyramid.zarr');
+    const img = await createOmeZarr(pyr, { shape, chunks: [8, 16, 16], dtype: 'uint8', voxelSize: [2, 2, 2] });
+    await img.levels[0]!.write({ offset: [0, 0, 0], shape }, (await src.read({ offset: [0, 0, 0], shape })).data);
+    await buildPyramid(pyr, { levels: 2 });
+    const lines: string[] = [];
+    const stream = { isTTY: false, write: (t: string) => lines.push(t) } as unknown as NodeJS.WriteStream;
+    const out = join(root, 'level1.zarr');
+    const r = await segmentVolume(predictor, opts(out, { volume: pyr, level: 1, progressStream: stream }));
+    expect(r.shape).toEqual([8, 20, 24]);
+    const level0 = await ink(out);
+    expect(level0.shape).toEqual([8, 20, 24]);
+    expect(level0.voxelSize).toEqual([4, 4, 4]);
+    expect(lines[0]).toMatch(/^segmenting .*pyramid\.zarr level 1 \[8, 20, 24\]/);
+    expect(lines.at(-1)).toMatch(/\] voxels 3840\/3840 \| [\d.]+ M?voxels\/s \| \d+s elapsed, ETA 0s\n$/);
+    await expect(segmentVolume(predictor, opts(join(root, 'level9.zarr'), { volume: pyr, level: 9 }))).rejects.toThrow(/--level: .*levels 0\.\.1, received 9/);
   }, 60_000);
 });
 

@@ -65,8 +65,8 @@ const AXES = ['z', 'y', 'x'] as const;
 
 /** Every default of `goe segment`, in one place. */
 export const SEGMENT_DEFAULTS = {
-  /** Windows per forward pass. */
-  batch: 4,
+  /** Windows per forward pass (wasm, 8x32x32 windows: 45 ms a window at batch 4, 15 at 8, 12 at 16). */
+  batch: 8,
   /** Output chunk `[z, y, x]`: the scroll volumes' layout. */
   chunks: [128, 128, 128] as Vec3,
   /** Pyramid levels at most (level 0 included); fewer when the volume fits in fewer. */
@@ -123,7 +123,7 @@ export interface SegmentOptions {
   /** Largest part in voxels (default 2^24). */
   partVoxels?: number;
   backend?: string;
-  /** Windows per forward pass (default 4). */
+  /** Windows per forward pass (default 8). */
   batch?: number;
   progressStream?: NodeJS.WriteStream | null;
 }
@@ -616,7 +616,8 @@ function key(v: readonly number[]): string {
   return v.join('.');
 }
 
-async function filesUnder(dir: string): Promise<string[]> {
+/** Every file under `dir`, dot-folders included, as sorted paths. */
+export async function filesUnder(dir: string): Promise<string[]> {
   const out: string[] = [];
   for (const e of await readdir(dir, { withFileTypes: true })) {
     const p = join(dir, e.name);
