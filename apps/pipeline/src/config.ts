@@ -4,6 +4,7 @@
  * model sub-configs are validated by their own packages' `resolve…Config`.
  */
 import { PHANTOM_PRESETS, type PhantomPreset } from '@goe/phantom';
+import { DEPTH_COLLAPSE_MODES, type DepthCollapseMode } from '@goe/head-ink';
 import { ConfigError } from './errors.js';
 import { STEM_KINDS, VOLUME_HEADS, resolveModelSpec, type StemKind, type VolumeHeadName } from './spec.js';
 
@@ -22,9 +23,22 @@ export interface TextDataConfig {
 export interface DataConfig {
   /**
    * Volume stem only. `phantom`: generate the synthetic scroll into the run folder; `zarr`: read
-   * `volume` + `inkLabels`.
+   * `volume` and the labels of the heads (`inkLabels`, `papyrusLabels`, `fibreField`, `normalField`);
+   * `fragment`: a Kaggle / segment fragment folder (`fragment`; empty: a phantom fragment generated
+   * into the run folder), ink head only, trained on its 2D ink labels through the depth collapse.
    */
-  source: 'phantom' | 'zarr';
+  source: 'phantom' | 'zarr' | 'fragment';
+  /**
+   * Fragment folder (`surface_volume/00.tif …` or `layers/…`, `inklabels.png`, optional `mask.png`).
+   * Patches take the middle `model.patch[0]` layers (around the papyrus surface); validation holds out
+   * the bottom `validationFraction` of the rows.
+   */
+  fragment: string;
+  /**
+   * How a fragment patch's voxel ink logits become the 2D map its labels score (@goe/head-ink
+   * `collapseDepth`): `max`, `mean` or `logsumexp` (smooth max at `temperature`).
+   */
+  collapse: { mode: DepthCollapseMode; temperature: number };
   /** Phantom size `[D, H, W]` in voxels (source `phantom`). */
   phantomShape: [number, number, number];
   /** Phantom preset name (source `phantom`). */
@@ -129,6 +143,8 @@ export const DEFAULT_TRAIN_CONFIG: TrainConfig = {
     source: 'phantom',
     phantomShape: [48, 64, 64],
     phantomPreset: 'easy',
+    fragment: '',
+    collapse: { mode: 'max', temperature: 1 },
     volume: '',
     inkLabels: '',
     papyrusLabels: '',
@@ -262,8 +278,15 @@ export function resolveTrainConfig(partial: DeepPartial<TrainConfig> | Record<st
   if (!(c.data.text.maskFraction > 0 && c.data.text.maskFraction <= 1)) {
     throw new ConfigError('data.text.maskFraction', `expected a number in (0, 1], got ${c.data.text.maskFraction}`);
   }
-  if (!['phantom', 'zarr'].includes(c.data.source)) {
-    throw new ConfigError('data.source', `expected 'phantom' or 'zarr', got ${describe(c.data.source)}`);
+  if (!['phantom', 'zarr', 'fragment'].includes(c.data.source)) {
+    throw new ConfigError('data.source', `expected 'phantom', 'zarr' or 'fragment', got ${describe(c.data.source)}`);
+  }
+  if (!DEPTH_COLLAPSE_MODES.includes(c.data.collapse.mode)) {
+    throw new ConfigError('data.collapse.mode', `expected one of ${DEPTH_COLLAPSE_MODES.join(', ')}, got ${describe(c.data.collapse.mode)}`);
+  }
+  if (!(c.data.collapse.temperature > 0)) throw new ConfigError('data.collapse.temperature', `expected > 0, got ${c.data.collapse.temperature}`);
+  if (c.model.stemKind === 'volume' && c.data.source === 'fragment' && c.model.heads.join() !== 'ink') {
+    throw new ConfigError('model.heads', `a fragment has 2D ink labels only; train the ink head alone on it (got ${c.model.heads.join(', ')})`);
   }
   if (!Object.prototype.hasOwnProperty.call(PHANTOM_PRESETS, c.data.phantomPreset)) {
     throw new ConfigError(

@@ -14,7 +14,7 @@ import { VolumeStem, type TokenGrid } from '@goe/volume-stem';
 import { SequenceStem, ByteHead, byteLoss } from '@goe/sequence-stem';
 import { Encoder } from '@goe/encoder';
 import { GoeLayer, readProvenance, type GoeOutput, type GoeProvenance, type ProvenanceArrays } from '@goe/core';
-import { InkHead, inkLoss } from '@goe/head-ink';
+import { InkHead, inkLoss, type DepthCollapseInput } from '@goe/head-ink';
 import { FiberHead, fiberLoss, fiberTargetsFromVoxels } from '@goe/head-fiber';
 import { GeometryHead, geometryLoss, type GeometryOutput } from '@goe/head-geometry';
 import { ConfigError } from './errors.js';
@@ -37,6 +37,30 @@ export interface PatchBatch {
   /** `[B*N*3]` and `[B*N]`. */
   fiberTargets?: { target: Float32Array; mask: Uint8Array };
   normalTargets?: { target: Float32Array; mask: Uint8Array };
+  /**
+   * Fragments: one ink label per (y, x) column instead of per voxel. The ink head's voxel logits are
+   * collapsed over the layer axis (`collapse`, @goe/head-ink `collapseDepth`) and scored against
+   * `target` `[B, H, W]` where `mask` `[B, H, W]` is 1 (the fragment's mask.png).
+   */
+  inkColumns?: { target: tf.Tensor3D; mask: tf.Tensor3D; collapse: DepthCollapseInput };
+  /** Host copies of the column labels and mask, `[B*H*W]`. */
+  inkColumnLabels?: Uint8Array;
+  inkColumnMask?: Uint8Array;
+}
+
+/** How `patchBatch` builds a batch. */
+export interface PatchBatchOptions {
+  /** Heads whose targets to build (default ink only). */
+  heads?: readonly VolumeHeadName[];
+  /** The stem's token grid over the patch (needed for per-token targets: fibres, normals). */
+  grid?: TokenGrid;
+  /** Largest intensity of the volume's dtype (255 for uint8, 65535 for uint16, 1 for float). */
+  scale?: number;
+  /**
+   * Fragments: the ink labels (and the `mask` label, if present) are per column, the same on every
+   * layer; the batch then carries `inkColumns` (layer 0 of each) collapsed with this mode, not voxel labels.
+   */
+  columns?: DepthCollapseInput;
 }
 
 /** One sampled patch: image voxels, label voxels by name, and vector fields `[3, D, H, W]` by name. */
@@ -67,16 +91,14 @@ function tokenTargets(fields: ArrayLike<number>[], grid: TokenGrid): { target: F
   return { target: t.target, mask: t.mask };
 }
 
-/**
- * Stacks sampler patches into a batch with the targets of `heads`.
- * @param grid the stem's token grid over the patch (for per-token targets)
- */
-export function patchBatch(patches: RawPatch[], patch: [number, number, number], heads: readonly VolumeHeadName[] = ['ink'], grid?: TokenGrid): PatchBatch {
+/** Stacks sampler patches into a batch with the targets of `o.heads`. */
+export function patchBatch(patches: RawPatch[], patch: [number, number, number], o: PatchBatchOptions = {}): PatchBatch {
+  const { heads = ['ink'], grid, scale = 255 } = o;
   const n = patch[0] * patch[1] * patch[2];
   const B = patches.length;
   const x = new Float32Array(B * n);
   patches.forEach((p, b) => {
-    for (let i = 0; i < n; i++) x[b * n + i] = normaliseIntensity(p.image[i] as number);
+    for (let i = 0; i < n; i++) x[b * n + i] = normaliseIntensity(p.image[i] as number, scale);
   });
   const binary = (name: string): Uint8Array => {
     const out = new Uint8Array(B * n);
@@ -99,7 +121,26 @@ export function patchBatch(patches: RawPatch[], patch: [number, number, number],
   };
   const batch: PatchBatch = { x: tf.tensor5d(x, [B, ...patch, 1]), image: x };
   const N = grid ? grid.dims[0] * grid.dims[1] * grid.dims[2] : 0;
-  if (heads.includes('ink')) {
+  if (heads.includes('ink') && o.columns !== undefined) {
+    // Layer 0 of each patch: the column labels are the same on every layer.
+    const plane = patch[1] * patch[2];
+    const layer0 = (name: string, fallback: number): Uint8Array => {
+      const out = new Uint8Array(B * plane).fill(fallback);
+      patches.forEach((p, b) => {
+        const src = p.labels[name];
+        if (src) for (let i = 0; i < plane; i++) out[b * plane + i] = (src[i] as number) > 0 ? 1 : 0;
+        else if (name === 'ink') throw new Error('patch has no ink labels');
+      });
+      return out;
+    };
+    batch.inkColumnLabels = layer0('ink', 0);
+    batch.inkColumnMask = layer0('mask', 1);
+    batch.inkColumns = {
+      target: tf.tensor3d(Float32Array.from(batch.inkColumnLabels), [B, patch[1], patch[2]]),
+      mask: tf.tensor3d(Float32Array.from(batch.inkColumnMask), [B, patch[1], patch[2]]),
+      collapse: o.columns,
+    };
+  } else if (heads.includes('ink')) {
     batch.inkLabels = binary('ink');
     batch.ink = tf.tensor4d(Float32Array.from(batch.inkLabels), [B, ...patch]);
   }
@@ -126,7 +167,17 @@ export function patchBatch(patches: RawPatch[], patch: [number, number, number],
 
 /** Every tensor of `b`. */
 export function batchTensors(b: PatchBatch): tf.Tensor[] {
-  const all: (tf.Tensor | undefined)[] = [b.x, b.ink, b.fiber?.target, b.fiber?.mask, b.geometry?.sheet, b.geometry?.normals, b.geometry?.normalMask];
+  const all: (tf.Tensor | undefined)[] = [
+    b.x,
+    b.ink,
+    b.inkColumns?.target,
+    b.inkColumns?.mask,
+    b.fiber?.target,
+    b.fiber?.mask,
+    b.geometry?.sheet,
+    b.geometry?.normals,
+    b.geometry?.normalMask,
+  ];
   return all.filter((t): t is tf.Tensor => t !== undefined);
 }
 
@@ -310,8 +361,10 @@ export class InkModel extends StemModel<tf.Tensor5D, VolumeStem> {
     let total: tf.Scalar = tf.mul(router, this.spec.auxLossWeight);
     const parts: Partial<VolumeLossParts> = {};
     if (f.logits) {
-      if (!b.ink) throw new Error('the ink head needs ink labels in the batch');
-      const l = inkLoss(f.logits, b.ink);
+      if (!b.ink && !b.inkColumns) throw new Error('the ink head needs ink labels in the batch');
+      const l = b.inkColumns
+        ? inkLoss(f.logits, b.inkColumns.target, { collapse: b.inkColumns.collapse, mask: b.inkColumns.mask })
+        : inkLoss(f.logits, b.ink as tf.Tensor4D);
       Object.assign(parts, { bce: l.bce, dice: l.dice, ink: l.total });
       total = tf.add(total, tf.mul(l.total, w.ink));
     }

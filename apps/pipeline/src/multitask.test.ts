@@ -95,7 +95,7 @@ describe('loss weights and head selection', () => {
       fields: { fibre },
     }));
     const grid = { dims: [2, 8, 8] as [number, number, number], cell: [4, 4, 4] as [number, number, number], inputShape: [8, 32, 32] as [number, number, number] };
-    const b = patchBatch(patches, [8, 32, 32], ['ink', 'fiber'], grid);
+    const b = patchBatch(patches, [8, 32, 32], { heads: ['ink', 'fiber'], grid });
     const before = tf.memory().numTensors;
     const vars = model.variables();
     const { grads, value } = tf.variableGrads(() => model.loss(model.forward(b.x, { training: true }), b).total, [...vars.values()]);

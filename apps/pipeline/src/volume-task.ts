@@ -9,16 +9,17 @@
  * distances, normal angular error) and writes middle slices of its predictions as a PNG.
  */
 import { tf } from '@goe/tf';
-import { openVolume, PatchSampler, type PatchSamplerState, type Region, type Volume } from '@goe/scroll-io';
-import { resolvePhantomConfig, writePhantom } from '@goe/phantom';
-import { inkMetrics } from '@goe/head-ink';
+import { openFragment, openVolume, PatchSampler, type Fragment, type PatchSamplerState, type Region, type RegionData, type Volume } from '@goe/scroll-io';
+import { resolvePhantomConfig, writePhantom, writePhantomFragment } from '@goe/phantom';
+import { collapseDepth, inkMetrics } from '@goe/head-ink';
 import { fiberErrorByFace } from '@goe/head-fiber';
 import { dice, normalAngularError, surfaceDistance } from '@goe/head-geometry';
 import { makeTokenGrid, tokenCellVoxels, type TokenGrid } from '@goe/volume-stem';
 import { join } from 'node:path';
 import type { TrainConfig } from './config.js';
 import { ConfigError } from './errors.js';
-import { batchTensors, patchBatch, type InkModel, type PatchBatch, type RawPatch } from './model.js';
+import { batchTensors, patchBatch, type InkModel, type PatchBatch, type PatchBatchOptions, type RawPatch } from './model.js';
+import { dtypeMax } from './segment.js';
 import { directionColour, grey, redOver, writePanelsPng, type Rgb } from './plot.js';
 import { tokenClassesFromLabels } from './halting.js';
 import type { VolumeHeadName } from './spec.js';
@@ -27,6 +28,10 @@ import type { TrainTask } from './task.js';
 /** The volume, its labels and fields as the heads need them, and the split. */
 interface DataSources {
   volume: Volume;
+  /** Largest intensity of the volume's dtype, the scale of `normaliseIntensity`. */
+  scale: number;
+  /** Fragments: labels are per column (the same on every layer) and the sampler keeps to the mask. */
+  fragment?: { mask?: Volume };
   /** Voxel labels of the volume's shape, by name (`ink`, `papyrus`). */
   labels: Record<string, Volume>;
   /** Vector fields `[3, D, H, W]`, by name (`fibre`, `normal`). */
@@ -49,7 +54,86 @@ function needs(heads: readonly VolumeHeadName[], normals: boolean): { labels: st
   return { labels, fields };
 }
 
+/**
+ * A 2D image `[H, W]` seen as a volume `[L, H, W]` whose every layer is the image: a fragment's column
+ * labels (ink, mask) read at the same boxes as its layers by the patch sampler.
+ */
+class ColumnVolume implements Volume {
+  readonly shape: number[];
+  readonly chunks: number[];
+  readonly dtype = 'uint8' as const;
+  readonly fillValue = 0;
+  readonly attributes: Record<string, unknown> = {};
+  constructor(
+    readonly path: string,
+    readonly image: Uint8Array | Uint16Array,
+    layers: number,
+    height: number,
+    width: number,
+  ) {
+    this.shape = [layers, height, width];
+    this.chunks = [1, height, width];
+  }
+  async read(region: Region): Promise<RegionData> {
+    const [L, H, W] = region.shape as [number, number, number];
+    const [l0, y0, x0] = region.offset as [number, number, number];
+    const data = new Uint8Array(L * H * W);
+    for (let l = 0; l < L; l++) {
+      if (l0 + l < 0 || l0 + l >= (this.shape[0] as number)) continue;
+      for (let y = 0; y < H; y++) {
+        const yy = y0 + y;
+        if (yy < 0 || yy >= (this.shape[1] as number)) continue;
+        for (let x = 0; x < W; x++) {
+          const xx = x0 + x;
+          if (xx >= 0 && xx < (this.shape[2] as number)) data[(l * H + y) * W + x] = (this.image[yy * (this.shape[2] as number) + xx] as number) > 0 ? 1 : 0;
+        }
+      }
+    }
+    return { data, shape: [L, H, W] } as RegionData;
+  }
+}
+
+/**
+ * A fragment folder (or, with `data.fragment` empty, a phantom fragment written into the run folder):
+ * its layers as the volume, its ink labels and mask as column volumes; patches take the middle
+ * `patch[0]` layers, and validation holds out the bottom rows.
+ */
+async function prepareFragment(c: TrainConfig, runDir: string): Promise<DataSources> {
+  let dir = c.data.fragment;
+  if (!dir) {
+    const pc = resolvePhantomConfig({ shape: c.data.phantomShape, seed: c.seed, preset: c.data.phantomPreset });
+    dir = (await writePhantomFragment(join(runDir, 'data'), pc, { overwrite: true })).dir;
+  }
+  let frag: Fragment;
+  try {
+    frag = await openFragment(dir);
+  } catch (err) {
+    throw new ConfigError('data.fragment', (err as Error).message, { cause: err });
+  }
+  const [L, H, W] = frag.shape as [number, number, number];
+  const [pd, ph, pw] = c.model.patch;
+  const valH = Math.floor(H * c.data.validationFraction);
+  if (pd > L || ph > valH || ph > H - valH || pw > W) {
+    throw new ConfigError('model.patch', `patch ${c.model.patch.join('x')} does not fit the fragment ${dir} of ${L} layers x ${H} x ${W} split into ${H - valH} training and ${valH} validation rows`);
+  }
+  const ink = await frag.inkLabels();
+  if (!ink) throw new ConfigError('data.fragment', `${dir} has no inklabels.png (or *_inklabels.png) to train the ink head on`);
+  const maskImage = await frag.mask();
+  const mask = maskImage ? new ColumnVolume(maskImage.path, maskImage.data, L, H, W) : undefined;
+  const l0 = Math.floor((L - pd) / 2);
+  return {
+    volume: frag,
+    scale: dtypeMax(frag.dtype),
+    fragment: { mask },
+    labels: { ink: new ColumnVolume(ink.path, ink.data, L, H, W), ...(mask ? { mask } : {}) },
+    fields: {},
+    trainRegion: { offset: [l0, 0, 0], shape: [pd, H - valH, W] },
+    valRegion: { offset: [l0, H - valH, 0], shape: [pd, valH, W] },
+  };
+}
+
 async function prepareData(c: TrainConfig, runDir: string, model: InkModel): Promise<DataSources> {
+  if (c.data.source === 'fragment') return prepareFragment(c, runDir);
   const want = needs(model.heads, model.spec.geometryHead?.normals ?? false);
   const paths: Record<string, string> = {
     image: c.data.volume,
@@ -88,6 +172,7 @@ async function prepareData(c: TrainConfig, runDir: string, model: InkModel): Pro
   const valD = Math.floor(D * c.data.validationFraction);
   return {
     volume,
+    scale: dtypeMax(volume.dtype, 'data.volume'),
     labels,
     fields,
     trainRegion: { offset: [0, 0, 0], shape: [D - valD, H, W] },
@@ -130,6 +215,14 @@ export async function volumeTask(c: TrainConfig, runDir: string, model: InkModel
     }
     return { image: p.image, labels: p.labels, fields };
   };
+  const batchOptions: PatchBatchOptions = {
+    heads,
+    grid,
+    scale: data.scale,
+    ...(data.fragment ? { columns: c.data.collapse.mode === 'logsumexp' ? { ...c.data.collapse } : { mode: c.data.collapse.mode } } : {}),
+  };
+  // Fragments: patches centred inside the mask, half of them on ink (a few per cent of the columns).
+  const fragmentSampling = data.fragment ? { ...(data.fragment.mask ? { mask: data.fragment.mask } : {}), balance: { label: 'ink', fraction: 0.5 } } : {};
   const sampler = new PatchSampler({
     volume: data.volume,
     labels: data.labels,
@@ -137,6 +230,7 @@ export async function volumeTask(c: TrainConfig, runDir: string, model: InkModel
     region: data.trainRegion,
     seed: c.seed,
     prefetch: c.data.prefetch,
+    ...fragmentSampling,
   });
   // A fixed validation set: the same patches every time, from the held-out slab.
   const valSampler = new PatchSampler({
@@ -146,13 +240,14 @@ export async function volumeTask(c: TrainConfig, runDir: string, model: InkModel
     region: data.valRegion,
     seed: c.seed + 1,
     prefetch: 0,
+    ...fragmentSampling,
   });
   const valBatches: PatchBatch[] = [];
   for (let i = 0; i < c.validationPatches; i += c.batch) {
     const n = Math.min(c.batch, c.validationPatches - i);
     const patches: RawPatch[] = [];
     for (let j = 0; j < n; j++) patches.push(await withFields(await valSampler.next()));
-    valBatches.push(patchBatch(patches, patch, heads, grid));
+    valBatches.push(patchBatch(patches, patch, batchOptions));
   }
   valSampler.close();
   const predictions = join(runDir, 'predictions.png');
@@ -173,11 +268,11 @@ export async function volumeTask(c: TrainConfig, runDir: string, model: InkModel
     shown,
     plotted,
     predictions,
-    description: `data: ${c.data.source === 'phantom' ? `phantom ${c.data.phantomShape.join('x')}` : c.data.volume}, patches ${pd}x${ph}x${pw}, heads ${heads.join(', ')}`,
+    description: `data: ${c.data.source === 'phantom' ? `phantom ${c.data.phantomShape.join('x')}` : c.data.source === 'fragment' ? `fragment ${data.volume.path} (${data.volume.shape.join('x')}, middle ${pd} layers, ink collapsed by ${c.data.collapse.mode})` : c.data.volume}, patches ${pd}x${ph}x${pw}, heads ${heads.join(', ')}`,
     async nextBatch() {
       const patches: RawPatch[] = [];
       for (let j = 0; j < c.batch; j++) patches.push(await withFields(await sampler.next()));
-      return patchBatch(patches, patch, heads, grid);
+      return patchBatch(patches, patch, batchOptions);
     },
     losses(batch, training) {
       return model.loss(model.forward(batch.x, { training }), batch);
@@ -191,7 +286,10 @@ export async function volumeTask(c: TrainConfig, runDir: string, model: InkModel
       for (const b of valBatches) {
         const out = tf.tidy(() => {
           const f = model.forward(b.x, { training: false });
-          return { loss: model.loss(f, b).total, ...model.predictionsOf(f) } as Record<string, tf.Tensor>;
+          const kept = { loss: model.loss(f, b).total, ...model.predictionsOf(f) } as Record<string, tf.Tensor>;
+          // Fragments are scored on the collapsed 2D map, as their labels are.
+          if (b.inkColumns && f.logits) kept['ink'] = tf.sigmoid(collapseDepth(f.logits, b.inkColumns.collapse));
+          return kept;
         });
         const p: ValPrediction = {};
         for (const k of ['ink', 'fiber', 'sheet', 'normals'] as const) if (out[k]) p[k] = (await out[k].data()) as Float32Array;
@@ -204,7 +302,8 @@ export async function volumeTask(c: TrainConfig, runDir: string, model: InkModel
       const parts: string[] = [`loss ${loss.toString().slice(0, 6)}`];
       const all = <K extends keyof ValPrediction>(k: K): Float32Array => concat(preds.map((p) => p[k] as Float32Array), (n) => new Float32Array(n));
       if (heads.includes('ink')) {
-        const m = inkMetrics(all('ink'), concat(valBatches.map((b) => b.inkLabels as Uint8Array), (n) => new Uint8Array(n)));
+        const u8 = (k: 'inkLabels' | 'inkColumnLabels' | 'inkColumnMask') => concat(valBatches.map((b) => b[k] as Uint8Array), (n) => new Uint8Array(n));
+        const m = data.fragment ? inkMetrics(all('ink'), u8('inkColumnLabels'), u8('inkColumnMask')) : inkMetrics(all('ink'), u8('inkLabels'));
         Object.assign(metrics, { f05: m.f05, precision: m.precision, recall: m.recall, auc: m.auc, threshold: m.threshold });
         parts.push(`F0.5 ${fmt(m.f05)} (threshold ${m.threshold.toFixed(2)}), AUC ${fmt(m.auc)}`);
       }
@@ -241,16 +340,23 @@ export async function volumeTask(c: TrainConfig, runDir: string, model: InkModel
         parts.push(line);
       }
       const b0 = valBatches[0];
-      if (b0 && preds[0]) await writeValidationPanels(predictions, b0, preds[0], patch, grid);
+      if (b0 && preds[0]) {
+        if (data.fragment) await writeFragmentPanels(predictions, b0, preds[0].ink as Float32Array, patch);
+        else await writeValidationPanels(predictions, b0, preds[0], patch, grid);
+      }
       return { metrics: metrics as { loss: number } & Record<string, number>, line: parts.join(', ') };
     },
     routing() {
       return model.routing((valBatches[0] as PatchBatch).x);
     },
-    tokenClasses() {
-      const b = valBatches[0] as PatchBatch;
-      return tokenClassesFromLabels(grid, b.x.shape[0], { ink: b.inkLabels, papyrus: b.sheetLabels });
-    },
+    ...(data.fragment
+      ? {}
+      : {
+          tokenClasses() {
+            const b = valBatches[0] as PatchBatch;
+            return tokenClassesFromLabels(grid, b.x.shape[0], { ink: b.inkLabels, papyrus: b.sheetLabels });
+          },
+        }),
     state() {
       return sampler.state();
     },
@@ -298,4 +404,24 @@ async function writeValidationPanels(path: string, b: PatchBatch, p: ValPredicti
     if (p.normals && b.normalTargets) columns.push(direction(p.normals, b.normalTargets.mask));
   }
   await writePanelsPng(path, { rows, H, W }, columns);
+}
+
+/**
+ * A fragment's validation patches: the middle layer, the column ink label, the collapsed probability
+ * and the probability in red over the layer.
+ */
+async function writeFragmentPanels(path: string, b: PatchBatch, prob: Float32Array, patch: [number, number, number]): Promise<void> {
+  const [D, H, W] = patch;
+  const rows = b.image.length / (D * H * W);
+  const mid = Math.floor(D / 2);
+  const image = (i: number, y: number, x: number): number => ((b.image[((i * D + mid) * H + y) * W + x] ?? -1) + 1) / 2;
+  const at = (i: number, y: number, x: number): number => (i * H + y) * W + x;
+  const label = b.inkColumnLabels as Uint8Array;
+  const mask = b.inkColumnMask as Uint8Array;
+  await writePanelsPng(path, { rows, H, W }, [
+    (i, y, x) => grey(image(i, y, x)),
+    (i, y, x) => (mask[at(i, y, x)] ? grey(label[at(i, y, x)] ?? 0) : [0, 0, 90]),
+    (i, y, x) => grey(prob[at(i, y, x)] ?? 0),
+    (i, y, x) => redOver(image(i, y, x), prob[at(i, y, x)] ?? 0),
+  ]);
 }
