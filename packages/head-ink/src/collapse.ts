@@ -26,7 +26,8 @@ export type DepthCollapseInput = DepthCollapseMode | Partial<DepthCollapseConfig
 /** Every default of the depth collapse, in one place. */
 export const DEPTH_COLLAPSE_DEFAULTS: Readonly<DepthCollapseConfig> = Object.freeze({ mode: 'max', temperature: 1 });
 
-const check = configChecks((field, expected, received) => new InkInputError(field, expected, JSON.stringify(received) ?? String(received)));
+const shown = (v: unknown): string => (typeof v === 'number' ? String(v) : (JSON.stringify(v) ?? String(v)));
+const check = configChecks((field, expected, received) => new InkInputError(field, expected, shown(received)));
 
 /**
  * A mode name or a partial config, merged over {@link DEPTH_COLLAPSE_DEFAULTS} and validated.
