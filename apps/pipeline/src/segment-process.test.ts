@@ -90,6 +90,34 @@ describe('goe segment as a process', () => {
     for (const [k, v] of after) expect(v.equals(ref.get(k)!), k).toBe(true);
   }, 120_000);
 
+  it('a chunk write killed midway leaves no partial chunk file: the chunk is the old whole one, the torn bytes a hidden temporary file', async () => {
+    // A child rewrites one 64 MiB chunk (uncompressed) over and over; it is killed while a rewrite is in flight.
+    const arr = join(root, 'atomic.zarr');
+    const script = `
+      const { createVolume } = await import('@goe/scroll-io');
+      const shape = [64, 1024, 1024];
+      const v = await createVolume(${JSON.stringify(arr)}, { shape, chunks: shape, dtype: 'uint8', compressor: 'none' });
+      const data = new Uint8Array(shape[0] * shape[1] * shape[2]);
+      for (let i = 0; i < data.length; i++) data[i] = (i * 7) % 251;
+      for (;;) await v.write({ offset: [0, 0, 0], shape }, data);
+    `;
+    const child = spawn(process.execPath, ['--conditions=@goe/source', '--import', 'tsx', '--input-type=module', '-e', script], { stdio: 'ignore', cwd: dirname(GOE) });
+    const exited = new Promise<NodeJS.Signals | null>((done) => child.on('exit', (_code, signal) => done(signal)));
+    const dir = join(arr, '0', '0');
+    const torn = () => (existsSync(join(dir, '0')) && existsSync(dir) ? readdirSync(dir).filter((f) => f.startsWith('.0.') && f.endsWith('.tmp') && statSync(join(dir, f)).size > 0) : []);
+    for (let t = 0; t < 2000 && torn().length === 0; t++) await new Promise((r) => setTimeout(r, 5));
+    child.kill('SIGKILL');
+    expect(await exited).toBe('SIGKILL');
+    const temps = readdirSync(dir).filter((f) => f.endsWith('.tmp'));
+    expect(temps.length).toBe(1);
+    // The chunk file is whole (a completed earlier write), never the torn one.
+    expect(statSync(join(dir, '0')).size).toBe(64 * 1024 * 1024);
+    const got = (await (await openVolume(arr)).read({ offset: [0, 0, 0], shape: [64, 1024, 1024] })).data;
+    let bad = 0;
+    for (let i = 0; i < got.length; i++) if (got[i] !== (i * 7) % 251) bad++;
+    expect(bad).toBe(0);
+  }, 60_000);
+
   it('peak memory stays flat: a volume 8x larger (same data, the rest empty) peaks within 1.3x', async () => {
     const src = await openVolume(phantom);
     const data = (await src.read({ offset: [0, 0, 0], shape: [16, 40, 48] })).data;

@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { normaliseIntensity } from './model.js';
-import { inkPredictor, type WindowPredictor } from './predictor.js';
+import { inkPredictor, probabilityByte, type WindowPredictor } from './predictor.js';
 import { filesUnder, loadInkModel, regionBlocks, segment, segmentGrid, segmentVolume, shardBlocks, type SegmentVolumeOptions } from './segment.js';
 import { smallTrainConfig } from './small-config.js';
 import { train } from './train.js';
@@ -167,6 +167,33 @@ describe('goe segment: the engine', () => {
     expect(got.some((v) => v > 0)).toBe(true);
   }, 60_000);
 
+  it('is generic over named outputs: a three-channel output is stored c, z, y, x with its own pyramid, blended like ink', async () => {
+    const out = join(root, 'multi.zarr');
+    const r = await segmentVolume(withTriple(predictor), opts(out, { heads: ['triple', 'ink'] }));
+    expect(r.heads).toEqual(['triple', 'ink']);
+    const t = await openVolume(join(out, 'triple'));
+    expect(t.shape).toEqual([3, ...shape]);
+    expect(t.chunks).toEqual([3, 8, 16, 16]);
+    expect(t.axes).toEqual(['c', 'z', 'y', 'x']);
+    const V = product(shape);
+    const tri = (await t.read({ offset: [0, 0, 0, 0], shape: [3, ...shape] })).data;
+    const inkBytes = (await (await ink(whole)).read({ offset: [0, 0, 0], shape })).data;
+    let diff0 = 0;
+    let diff1 = 0;
+    for (let i = 0; i < V; i++) {
+      diff0 = Math.max(diff0, Math.abs(tri[i]! - inkBytes[i]!));
+      diff1 = Math.max(diff1, Math.abs(tri[V + i]! - (255 - inkBytes[i]!)), Math.abs(tri[2 * V + i]! - inkBytes[i]! / 2));
+    }
+    expect(diff0).toBe(0);
+    expect(diff1).toBeLessThanOrEqual(1);
+    // Its pyramid: channel 0 of level 1 is the ink head's level 1.
+    const t1 = await openVolume(join(out, 'triple'), { level: 1 });
+    const i1 = await openVolume(join(whole, 'ink'), { level: 1 });
+    const a = (await t1.read({ offset: [0, 0, 0, 0], shape: [1, ...i1.shape] })).data;
+    const b = (await i1.read({ offset: [0, 0, 0], shape: i1.shape })).data;
+    expect(Buffer.from(a).equals(Buffer.from(b))).toBe(true);
+  }, 60_000);
+
   it('--png writes overlays of a few z-slices, red where ink is likely', async () => {
     const out = join(root, 'png.zarr');
     const dir = join(root, 'png');
@@ -307,6 +334,36 @@ describe('goe segment: errors name the flag', () => {
     expect(readdirSync(root).filter((f) => f.startsWith('never'))).toEqual([]);
   }, 60_000);
 });
+
+/**
+ * The ink predictor with a second output of three channels derived from it, (p, 1 - p, p / 2): a
+ * multi-channel head as the engine sees one, linear in p so that its blend follows from the ink blend.
+ */
+function withTriple(p: WindowPredictor): WindowPredictor {
+  return {
+    window: p.window,
+    outputs: [...p.outputs, { name: 'triple', channels: 3 }],
+    async predict(x, n) {
+      const r = await p.predict(x, n);
+      const inkP = r['ink']!;
+      const V = inkP.length / n;
+      const t = new Float32Array(3 * inkP.length); // [B, 3, D, H, W]
+      for (let b = 0; b < n; b++)
+        for (let i = 0; i < V; i++) {
+          const v = inkP[b * V + i]!;
+          t[(b * 3) * V + i] = v;
+          t[(b * 3 + 1) * V + i] = 1 - v;
+          t[(b * 3 + 2) * V + i] = v / 2;
+        }
+      return { ...r, triple: t };
+    },
+    encode(name, blended, voxels) {
+      if (name !== 'triple') return p.encode(name, blended, voxels);
+      return { data: Uint8Array.from(blended.subarray(0, 3 * voxels), probabilityByte), channels: 3 };
+    },
+    dispose() {},
+  };
+}
 
 /** The ink image (level 0) of a segmentation output. */
 function ink(out: string) {

@@ -681,16 +681,32 @@ async function exists(p: string): Promise<boolean> {
   );
 }
 
-/** Removes the hidden temporary files a killed chunk write may leave in `dir` (scroll-io's `.NAME.….tmp`). */
-async function sweepTemps(dir: string): Promise<void> {
+/**
+ * Removes the hidden temporary files a killed write leaves in `dir` (scroll-io's `.NAME.….tmp`). In
+ * folders only this shard writes (its parts' chunk folders) every one goes; in folders every shard
+ * writes (metadata, markers) only those older than `minAgeMs`, which no live write can own (a write
+ * takes milliseconds), so a sibling's write in flight is never pulled from under it.
+ */
+async function sweepTemps(dir: string, minAgeMs = 0): Promise<void> {
   let names: string[];
   try {
     names = await readdir(dir);
   } catch {
     return;
   }
-  await Promise.all(names.filter((n) => n.startsWith('.') && n.endsWith('.tmp')).map((n) => unlink(join(dir, n)).catch(() => undefined)));
+  const now = Date.now();
+  for (const n of names.filter((x) => x.startsWith('.') && x.endsWith('.tmp'))) {
+    const f = join(dir, n);
+    if (minAgeMs > 0) {
+      const t = await stat(f).then((st) => st.mtimeMs, () => now);
+      if (now - t < minAgeMs) continue;
+    }
+    await unlink(f).catch(() => undefined);
+  }
 }
+
+/** Age after which a temporary file in a folder all shards write is a killed write's leftover. */
+const STALE_TEMP_MS = 60 * 60 * 1000;
 
 /** Chunk directories (parents of chunk files, `/`-separated keys) of level arrays under a box. */
 function chunkDirs(level: WritableVolume, box: Box, factor: number): string[] {
@@ -866,6 +882,11 @@ export async function segmentVolume(predictor: WindowPredictor, o: SegmentVolume
   await writeMetadata(out, attributes, outputs, grid, volume.voxelSize);
   const partsDir = join(out, MARKERS, 'parts');
   const blocksDir = join(out, MARKERS, 'blocks');
+  if (o.resume) {
+    for (const d of [out, partsDir, blocksDir, ...heads.flatMap((h) => [join(out, h), ...Array.from({ length: grid.levels }, (_, k) => join(out, h, String(k)))])]) {
+      await sweepTemps(d, STALE_TEMP_MS);
+    }
+  }
 
   const blocks = regionBlocks(grid, regionBox);
   const mine = shardBlocks(
@@ -915,12 +936,18 @@ export async function segmentVolume(predictor: WindowPredictor, o: SegmentVolume
       partsAlreadyDone += blockParts(grid, b.box).filter((p) => intersect(p, regionBox)).length;
       continue;
     }
+    // Level-0 chunks the block's parts wrote: none (air, masked out) means an all-zero pyramid, nothing to build.
+    let blockWritten = 0;
     for (const p of blockParts(grid, b.box)) {
       const inside = intersect(p, regionBox);
       if (!inside) continue;
       const marker = join(partsDir, key(p.lo));
       if (o.resume && (await exists(marker))) {
         partsAlreadyDone++;
+        blockWritten += await readFile(marker, 'utf8').then(
+          (t) => (JSON.parse(t) as { chunks: number }).chunks,
+          () => Infinity,
+        );
       } else {
         if (o.resume) for (const h of heads) for (const d of chunkDirs(level0.get(h)!, p, 1)) await sweepTemps(d);
         const before = written.n;
@@ -930,6 +957,7 @@ export async function segmentVolume(predictor: WindowPredictor, o: SegmentVolume
         parts++;
         // The marker records what the part wrote: deterministic, so every run writes the same bytes.
         await atomicWriteFile(marker, `${JSON.stringify({ chunks: written.n - before, skipped: r.skipped })}\n`);
+        blockWritten += written.n - before;
       }
       done += boxVoxels(inside);
       o.onPart?.(done, total);
@@ -939,7 +967,7 @@ export async function segmentVolume(predictor: WindowPredictor, o: SegmentVolume
         progress.update(done, {});
       }
     }
-    if (grid.levels > 1) {
+    if (grid.levels > 1 && blockWritten > 0) {
       for (const h of heads) {
         const ls = headLevels.get(h)!;
         if (o.resume) for (let k = 1; k < ls.length; k++) for (const d of chunkDirs(ls[k]!, b.box, 2 ** k)) await sweepTemps(d);
@@ -972,10 +1000,14 @@ function formatRegion(r: Region): string {
   return r.offset.map((v, k) => `${v}:${v + r.shape[k]!}`).join(',');
 }
 
+/** Overlay colour of one-channel heads: ink red, the geometry head's sheet probability green. */
+const PREVIEW_COLOURS: Record<string, [number, number, number]> = { ink: [255, 0, 0], geometry: [0, 255, 96] };
+
 /**
  * PNG previews: per head, a few z-slices of the region, subsampled to at most `previewSize` pixels
- * on a side. One channel: the probability in red over the grey input (alpha = probability); three
- * channels: the colour |v| (a direction's components) over the input; each PNG written atomically.
+ * on a side. One channel: the probability in the head's colour over the grey input (alpha =
+ * probability); three or more channels: the first three as RGB (a fibre direction's |v|), shaded by
+ * the input; each PNG written atomically.
  * Reads the output back from disk, so it shows whatever every shard has written so far.
  */
 async function writePreviews(dir: string, volume: Volume, out: string, heads: string[], channels: Map<string, number>, region: Region): Promise<string[]> {
@@ -1001,9 +1033,8 @@ async function writePreviews(dir: string, volume: Volume, out: string, heads: st
           const o = (i * w + j) * 3;
           if (C === 1) {
             const a = (pred[src] as number) / 255;
-            rgb[o] = Math.round(g * (1 - a) + 255 * a);
-            rgb[o + 1] = Math.round(g * (1 - a));
-            rgb[o + 2] = Math.round(g * (1 - a));
+            const colour = PREVIEW_COLOURS[head] ?? PREVIEW_COLOURS['ink']!;
+            for (let c = 0; c < 3; c++) rgb[o + c] = Math.round(g * (1 - a) + colour[c]! * a);
           } else {
             // Colour of the first three channels (|v| of a direction, or class probabilities), shaded by the input.
             for (let c = 0; c < 3; c++) rgb[o + c] = c < C ? Math.round((((pred[c * Y * X + src] as number) / 255) * (128 + g)) / 1.5) : 0;
