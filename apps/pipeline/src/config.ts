@@ -36,7 +36,10 @@ export interface DataConfig {
   fragment: string;
   /**
    * How a fragment patch's voxel ink logits become the 2D map its labels score (@goe/head-ink
-   * `collapseDepth`): `max`, `mean` or `logsumexp` (smooth max at `temperature`).
+   * `collapseDepth`): `max`, `mean` or `logsumexp` (smooth max at `temperature`). The smooth max is
+   * the default: with `max` only each column's arg-max layer gets a gradient, and on a phantom
+   * fragment training sat at the constant-prediction loss for ~50 steps before it moved, where the
+   * smooth max left it after 20-40 (packages/head-ink/README.md).
    */
   collapse: { mode: DepthCollapseMode; temperature: number };
   /** Phantom size `[D, H, W]` in voxels (source `phantom`). */
@@ -144,7 +147,7 @@ export const DEFAULT_TRAIN_CONFIG: TrainConfig = {
     phantomShape: [48, 64, 64],
     phantomPreset: 'easy',
     fragment: '',
-    collapse: { mode: 'max', temperature: 1 },
+    collapse: { mode: 'logsumexp', temperature: 1 },
     volume: '',
     inkLabels: '',
     papyrusLabels: '',

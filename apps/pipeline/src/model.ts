@@ -204,6 +204,30 @@ function disposeProvenance(g: GoeOutput): void {
 }
 
 /**
+ * Router health of one forward pass, for the progress line and `metrics.jsonl` (not losses: nothing
+ * is differentiated through them):
+ * - `balance`: M · the largest expert's share of the dispatched slots, averaged over cycles (1 = every
+ *   expert equally loaded, M = all on one expert);
+ * - `entropy`: mean router entropy over active tokens (nats; ln M = uniform routing);
+ * - `cycles`: mean cycles a token ran before halting (GoE draft §3.1.5; K when nothing halts).
+ */
+export type RouterHealth = { balance: tf.Scalar; entropy: tf.Scalar; cycles: tf.Scalar };
+
+function routerHealth(g: GoeOutput): RouterHealth {
+  return tf.tidy(() => {
+    const M = g.stats.load.shape[1];
+    return {
+      balance: tf.mul(tf.mean(tf.max(g.stats.load, 1)), M) as tf.Scalar,
+      entropy: tf.mean(g.stats.routerEntropy) as tf.Scalar,
+      cycles: tf.clone(g.stats.meanHaltCycle),
+    };
+  });
+}
+
+/** The names `RouterHealth` is logged under. */
+export const ROUTER_HEALTH_KEYS = ['balance', 'entropy', 'cycles'] as const;
+
+/**
  * Stem -> trunk, for any stem whose input is `X`; subclasses add their heads after the trunk (so the
  * random draws go stem, encoder, GoE layer, heads).
  */
@@ -272,6 +296,7 @@ export interface InkForward {
   geometry?: GeometryOutput;
   /** The router's auxiliary loss total. */
   routerLoss: tf.Scalar;
+  health: RouterHealth;
   grid: TokenGrid;
 }
 
@@ -288,7 +313,7 @@ export interface VolumePredictions {
 }
 
 /** Loss parts of the volume model: the total, each present head's parts, and the router's. */
-export type VolumeLossParts = { total: tf.Scalar; router: tf.Scalar } & Partial<
+export type VolumeLossParts = { total: tf.Scalar; router: tf.Scalar } & RouterHealth & Partial<
   Record<'bce' | 'dice' | 'ink' | 'fiber' | 'geometry' | 'sheetBce' | 'sheetDice' | 'normal', tf.Scalar>
 >;
 
@@ -321,7 +346,7 @@ export class InkModel extends StemModel<tf.Tensor5D, VolumeStem> {
   forward(x: tf.Tensor5D, opts: { training: boolean }): InkForward {
     const s = this.stem.apply(x, opts);
     const g = this.trunkApply(s, opts.training);
-    const out: InkForward = { routerLoss: g.losses.total, grid: s.grid };
+    const out: InkForward = { routerLoss: g.losses.total, health: routerHealth(g), grid: s.grid };
     if (this.inkHead) out.logits = this.inkHead.apply(g.tokens, s.grid);
     if (this.fiberHead) out.fiber = this.fiberHead.apply(g.tokens);
     if (this.geometryHead) out.geometry = this.geometryHead.apply(g.tokens, s.grid);
@@ -380,7 +405,7 @@ export class InkModel extends StemModel<tf.Tensor5D, VolumeStem> {
       Object.assign(parts, { geometry: l.total, sheetBce: l.sheetBce, sheetDice: l.sheetDice, normal: l.normal });
       total = tf.add(total, tf.mul(l.total, w.geometry));
     }
-    return { ...parts, total, router } as VolumeLossParts;
+    return { ...parts, total, router, ...f.health } as VolumeLossParts;
   }
 }
 
@@ -389,6 +414,7 @@ export interface ByteForward {
   logits: tf.Tensor3D;
   /** The router's auxiliary loss total. */
   routerLoss: tf.Scalar;
+  health: RouterHealth;
 }
 
 /** sequence stem -> encoder -> GoE layer -> byte head. */
@@ -414,7 +440,7 @@ export class ByteModel extends StemModel<tf.Tensor2D, SequenceStem> {
     const g = this.trunkApply(s, opts.training);
     const logits = this.head.apply(g.tokens);
     disposeProvenance(g);
-    return { logits, routerLoss: g.losses.total };
+    return { logits, routerLoss: g.losses.total, health: routerHealth(g) };
   }
 
   /**
@@ -422,11 +448,11 @@ export class ByteModel extends StemModel<tf.Tensor2D, SequenceStem> {
    * `bpb` is the same in bits), plus the router's auxiliary total.
    * @param target `[B, N]` int32 @param weight `[B, N]` float32
    */
-  loss(f: ByteForward, target: tf.Tensor2D, weight: tf.Tensor2D): { total: tf.Scalar; ce: tf.Scalar; bpb: tf.Scalar; router: tf.Scalar } {
+  loss(f: ByteForward, target: tf.Tensor2D, weight: tf.Tensor2D): { total: tf.Scalar; ce: tf.Scalar; bpb: tf.Scalar; router: tf.Scalar } & RouterHealth {
     const l = byteLoss(f.logits, target, weight);
     const router = f.routerLoss;
     const total = tf.add(l.ce, tf.mul(router, this.spec.auxLossWeight)) as tf.Scalar;
-    return { total, ce: l.ce, bpb: l.bitsPerByte, router };
+    return { total, ce: l.ce, bpb: l.bitsPerByte, router, ...f.health };
   }
 }
 

@@ -34,6 +34,7 @@ describe('goe report', () => {
       'loss-parts.png',
       'learning-rate.png',
       'grad-norm.png',
+      'router-health.png',
       'validation-metrics.png',
       'validation-angles.png',
       'validation-surface.png',

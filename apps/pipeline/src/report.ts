@@ -10,6 +10,7 @@ import { readFile } from 'node:fs/promises';
 import { join, relative, resolve } from 'node:path';
 import { atomicWriteFile } from '@goe/scroll-io';
 import { ConfigError } from './errors.js';
+import { ROUTER_HEALTH_KEYS } from './model.js';
 import { writeLineChartPng, type Series } from './plot.js';
 import type { MetricsRecord } from './train.js';
 
@@ -23,7 +24,7 @@ export interface RunReport {
 }
 
 /** Train fields that are not loss parts. */
-const NOT_LOSS = new Set(['step', 'split', 'lr', 'gradNorm', 'seconds']);
+const NOT_LOSS = new Set(['step', 'split', 'lr', 'gradNorm', 'seconds', ...ROUTER_HEALTH_KEYS]);
 
 function series(records: MetricsRecord[], keys: string[]): Series[] {
   return keys.map((k) => ({
@@ -74,6 +75,9 @@ export async function writeReport(runDir: string): Promise<RunReport> {
   await chart('loss-parts.png', series(train, lossKeys), 'Training loss and its parts', 'loss', positive(lossKeys, train));
   await chart('learning-rate.png', series(train, ['lr']), 'Learning rate (warm-up, cosine decay)', 'learning rate', false);
   await chart('grad-norm.png', series(train, ['gradNorm']), 'Global gradient norm (before clipping)', 'norm', positive(['gradNorm'], train));
+  if (train.some((r) => typeof r['cycles'] === 'number')) {
+    await chart('router-health.png', series(train, [...ROUTER_HEALTH_KEYS]), 'Router health: M x top expert share (1 = balanced), routing entropy (nats), cycles run', 'value', false);
+  }
   if (val.length > 0) {
     const keys = numericKeys(val, new Set(['step', 'split']));
     // One chart per unit: fractions in [0, 1] (F0.5, AUC, Dice), angles in degrees (fibre, normals),
@@ -99,6 +103,7 @@ export async function writeReport(runDir: string): Promise<RunReport> {
     'loss-parts.png': 'training loss and its parts',
     'learning-rate.png': 'learning rate',
     'grad-norm.png': 'gradient norm',
+    'router-health.png': 'router health over training: load balance, routing entropy, halting depth',
     'validation-metrics.png': 'validation metrics',
     'validation-loss.png': 'validation loss',
     'validation-angles.png': 'validation angular errors of fibres and sheet normals',

@@ -21,7 +21,7 @@ import { join, relative } from 'node:path';
 import type { TrainConfig } from './config.js';
 import { projectDocumentation, readTextFiles } from './docs.js';
 import { ConfigError } from './errors.js';
-import type { ByteModel } from './model.js';
+import { ROUTER_HEALTH_KEYS, type ByteModel } from './model.js';
 import type { TrainTask } from './task.js';
 
 /** A batch of masked windows as tensors, with the host copy. */
@@ -115,7 +115,7 @@ export async function sequenceTask(c: TrainConfig, runDir: string, model: ByteMo
     model,
     unit: 'bytes',
     perStep: c.batch * n,
-    shown: ['bpb', 'router'],
+    shown: ['bpb', 'router', ...ROUTER_HEALTH_KEYS],
     predictions,
     description:
       `text: ${shown}, ${train.length.toLocaleString('en')} training and ${validation.length.toLocaleString('en')} validation bytes; ` +

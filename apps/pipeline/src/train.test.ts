@@ -116,11 +116,24 @@ describe('goe train', () => {
     expect(new Set(liveTensors.slice(1)).size).toBe(1);
   });
 
+  it('logs router health every logged step: load balance in [1, M], routing entropy in [0, ln M], cycles in [1, K]', () => {
+    const M = 8; // the GoE layer's default experts
+    const K = 3; // and cycles
+    for (const r of run.history) {
+      expect(r['balance']).toBeGreaterThanOrEqual(1 - 1e-6);
+      expect(r['balance']).toBeLessThanOrEqual(M + 1e-6);
+      expect(r['entropy']).toBeGreaterThanOrEqual(0);
+      expect(r['entropy']).toBeLessThanOrEqual(Math.log(M) + 1e-6);
+      expect(r['cycles']).toBeGreaterThanOrEqual(1);
+      expect(r['cycles']).toBeLessThanOrEqual(K);
+    }
+  });
+
   it('writes the run folder: checkpoint, metrics.jsonl, loss.png, config', async () => {
     const dir = run.runDir;
     expect(readdirSync(dir).sort()).toEqual(['checkpoint', 'config.json', 'data', 'loss.png', 'metrics.jsonl', 'predictions.png', 'routing']);
     // The routing of the validation patches: the learned graph, transitions and load as pictures.
-    expect(readdirSync(join(dir, 'routing')).sort()).toEqual(['adjacency.png', 'graph.png', 'load.png', 'summary.json', 'transitions.png']);
+    expect(readdirSync(join(dir, 'routing')).sort()).toEqual(['adjacency.png', 'graph.png', 'halting.png', 'load.png', 'summary.json', 'transitions.png']);
     const routing = JSON.parse(readFileSync(join(dir, 'routing', 'summary.json'), 'utf8')) as { load: number[][] };
     for (const cycle of routing.load) expect(cycle.reduce((a, b) => a + b, 0)).toBeCloseTo(1, 5);
     const lines = readFileSync(join(dir, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);

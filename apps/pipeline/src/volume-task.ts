@@ -18,7 +18,7 @@ import { makeTokenGrid, tokenCellVoxels, type TokenGrid } from '@goe/volume-stem
 import { join } from 'node:path';
 import type { TrainConfig } from './config.js';
 import { ConfigError } from './errors.js';
-import { batchTensors, patchBatch, type InkModel, type PatchBatch, type PatchBatchOptions, type RawPatch } from './model.js';
+import { batchTensors, patchBatch, ROUTER_HEALTH_KEYS, type InkModel, type PatchBatch, type PatchBatchOptions, type RawPatch } from './model.js';
 import { dtypeMax } from './segment.js';
 import { directionColour, grey, redOver, writePanelsPng, type Rgb } from './plot.js';
 import { tokenClassesFromLabels } from './halting.js';
@@ -257,6 +257,7 @@ export async function volumeTask(c: TrainConfig, runDir: string, model: InkModel
     ...(heads.includes('fiber') ? ['fiber'] : []),
     ...(heads.includes('geometry') ? ['sheetBce', 'normal'] : []),
     'router',
+    ...ROUTER_HEALTH_KEYS,
   ];
   const first = heads[0] as VolumeHeadName;
   const plotted = { ink: { key: 'bce', name: 'train BCE' }, fiber: { key: 'fiber', name: 'train fibre 1 - (v.t)^2' }, geometry: { key: 'geometry', name: 'train geometry' } }[first];
