@@ -457,8 +457,9 @@ interface EngineContext {
 }
 
 interface PartRun {
+  /** Windows run. */
   tiles: number;
-  written: number;
+  /** The region's chunks skipped (all heads). */
   skipped: number;
 }
 
@@ -467,42 +468,36 @@ function readsAllFill(data: ArrayLike<number>, fill: number): boolean {
   return true;
 }
 
+/** A chunk of a part with input to segment: `write` is its part inside the region (none: context only). */
+interface ActiveChunk {
+  chunk: Box;
+  write?: Box;
+  /** The mask over the whole chunk, when there is one. */
+  mask?: Uint8Array;
+}
+
 /**
- * The chunks of a part that the region touches, split into active ones and skipped ones (all-fill
- * input, or an all-zero mask over the whole chunk). Emptiness is decided on the whole chunk, not its
- * region-clipped part, so a region run runs the very windows a whole run runs for the same part.
+ * The chunks of a part with input to segment (not all-fill input, not an all-zero mask), and the
+ * number of the region's chunks skipped. Every chunk of the part counts, inside the region or not,
+ * so a region run runs the very windows, in the very batches, that a whole run runs for the part:
+ * bytes then agree even on a backend whose results depend on the batch a window is in.
  */
-async function partChunks(ctx: EngineContext, part: Box, region: Box): Promise<{ active: { chunk: Box; write: Box; mask?: Uint8Array }[]; skipped: number }> {
+async function partChunks(ctx: EngineContext, part: Box, region: Box): Promise<{ active: ActiveChunk[]; skipped: number }> {
   const { grid } = ctx;
   const lo = part.lo.map((v, k) => Math.floor(v / grid.chunks[k]!));
   const hi = part.hi.map((v, k) => Math.ceil(v / grid.chunks[k]!));
-  const active: { chunk: Box; write: Box; mask?: Uint8Array }[] = [];
+  const active: ActiveChunk[] = [];
   let skipped = 0;
   for (const c of gridRange(lo, hi)) {
     const chunk = clipToShape(grid, { lo: c.map((v, k) => v * grid.chunks[k]!) as Vec3, hi: c.map((v, k) => (v + 1) * grid.chunks[k]!) as Vec3 });
     const write = intersect(chunk, region);
-    if (!write) continue;
     const r: Region = { offset: [...chunk.lo], shape: boxShape(chunk) };
-    if (ctx.mask) {
-      const m = (await ctx.mask.read(r)).data as Uint8Array;
-      if (readsAllFill(m, 0)) {
-        skipped++;
-        continue;
-      }
-      const input = await ctx.volume.read(r);
-      if (readsAllFill(input.data, ctx.volume.fillValue)) {
-        skipped++;
-        continue;
-      }
-      active.push({ chunk, write, mask: m });
-    } else {
-      const input = await ctx.volume.read(r);
-      if (readsAllFill(input.data, ctx.volume.fillValue)) {
-        skipped++;
-        continue;
-      }
-      active.push({ chunk, write });
+    const mask = ctx.mask ? ((await ctx.mask.read(r)).data as Uint8Array) : undefined;
+    if ((mask && readsAllFill(mask, 0)) || readsAllFill((await ctx.volume.read(r)).data, ctx.volume.fillValue)) {
+      if (write) skipped++;
+      continue;
     }
+    active.push({ chunk, write, mask });
   }
   return { active, skipped };
 }
@@ -525,10 +520,11 @@ function windowsTouching(g: SegmentGrid, part: Box, boxes: Box[]): Vec3[] {
  * accumulators over the part (GoE-independent: any {@link WindowPredictor}), then each active chunk's
  * weighted mean handed to `sink`.
  */
-async function runPart(ctx: EngineContext, part: Box, region: Box, sink: PartSink, onTiles?: (n: number) => void): Promise<PartRun> {
+async function runPart(ctx: EngineContext, part: Box, region: Box, sink: PartSink): Promise<PartRun> {
   const { grid, predictor, heads } = ctx;
   const { active, skipped } = await partChunks(ctx, part, region);
-  if (active.length === 0) return { tiles: 0, written: 0, skipped };
+  const writes = active.filter((a): a is ActiveChunk & { write: Box } => a.write !== undefined);
+  if (writes.length === 0) return { tiles: 0, skipped: skipped * heads.length };
   const pShape = boxShape(part);
   const pVox = product(pShape);
   const channels = heads.map((h) => predictor.outputs.find((o) => o.name === h)!.channels);
@@ -573,9 +569,8 @@ async function runPart(ctx: EngineContext, part: Box, region: Box, sink: PartSin
           });
         }
     });
-    onTiles?.(group.length);
   }
-  for (const a of active) {
+  for (const a of writes) {
     const s = boxShape(a.write);
     const v = product(s);
     const blended: Record<string, Float32Array> = {};
@@ -604,7 +599,7 @@ async function runPart(ctx: EngineContext, part: Box, region: Box, sink: PartSin
     });
     await sink.chunk(a.write, blended);
   }
-  return { tiles: windows.length, written: active.length * heads.length, skipped: skipped * heads.length };
+  return { tiles: windows.length, skipped: skipped * heads.length };
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -803,7 +798,7 @@ export interface SegmentVolumeOptions extends Omit<SegmentOptions, 'checkpoint' 
   out: string;
   /** Recorded in the metadata as the model's identity (e.g. a checkpoint digest). */
   modelId: string;
-  /** Called after every part with this shard's region voxels done so far (tests use it to kill runs). */
+  /** Called after every part with this shard's region voxels done so far, and their total. */
   onPart?: (done: number, total: number) => void;
 }
 
