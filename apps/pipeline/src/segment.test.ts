@@ -10,7 +10,8 @@ import { initBackend } from '@goe/tf';
 import { cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { main } from './cli.js';
 import { normaliseIntensity } from './model.js';
 import { inkPredictor, probabilityByte, type WindowPredictor } from './predictor.js';
 import { filesUnder, loadInkModel, regionBlocks, segment, segmentGrid, segmentVolume, shardBlocks, type SegmentVolumeOptions } from './segment.js';
@@ -329,6 +330,25 @@ describe('goe segment: errors name the flag', () => {
     await expect(segment({ ...base, out: done, region: '0:8,0:16,0:16', chunks: [8, 16, 16] })).rejects.toThrow(/--out: .* exists \(pass --resume/);
     expect(statSync(join(done, '.zattrs')).mtimeMs).toBe(before);
     await expect(segment({ ...base, out: join(root, 'x.zarr'), fragment: root })).rejects.toThrow(/--fragment: give exactly one of --volume/);
+    // Through the command: exit code 2 and the flag named on stderr.
+    const errors: string[] = [];
+    const spy = vi.spyOn(console, 'error').mockImplementation((...a: unknown[]) => void errors.push(a.join(' ')));
+    try {
+      const cli = ['segment', '--checkpoint', runDir, '--volume', image, '--out', out, '--backend', 'wasm', '--quiet'];
+      expect(await main([...cli, '--shard', '5/3'])).toBe(2);
+      expect(errors.at(-1)).toContain('--shard: index 5 is not below the count 3');
+      expect(await main([...cli, '--heads', 'ink,fiber'])).toBe(2);
+      expect(errors.at(-1)).toContain("--heads: 'fiber' is not trained in this checkpoint");
+      expect(await main([...cli, '--level', 'one'])).toBe(2);
+      expect(errors.at(-1)).toContain("--level: expected an integer, got 'one'");
+      expect(await main([...cli, '--overlap', '2,4'])).toBe(2);
+      expect(errors.at(-1)).toContain("--overlap: expected one integer >= 0 or D,H,W, got '2,4'");
+      expect(await main([...cli, '--overlap', '8'])).toBe(2);
+      expect(errors.at(-1)).toContain('--overlap: expected integers 0 <= overlap < window [8, 16, 16]');
+    } finally {
+      spy.mockRestore();
+    }
+    expect(existsSync(out)).toBe(false);
     // A missing volume fails with its path named and leaves no output behind.
     await expect(segment({ ...base, volume: join(root, 'nope.zarr'), out: join(root, 'never.zarr') })).rejects.toThrow(/nope\.zarr/);
     expect(readdirSync(root).filter((f) => f.startsWith('never'))).toEqual([]);
