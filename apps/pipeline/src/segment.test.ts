@@ -8,6 +8,9 @@ import { resolvePhantomConfig, writePhantom, writePhantomFragment } from '@goe/p
 import { buildPyramid, createOmeZarr, createVolume, gaussianWeights, openFragment, openVolume, readPng, tileRegion } from '@goe/scroll-io';
 import { initBackend } from '@goe/tf';
 import { cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
@@ -107,6 +110,27 @@ describe('goe segment: the engine', () => {
       return m;
     };
     expect(stepAt(true)).toBeLessThanOrEqual(stepAt(false));
+  }, 60_000);
+
+  it('reads the volume over http as from disk: the same chunks', async () => {
+    const dir = join(root, 'vol');
+    const server = createServer(async (req, res) => {
+      const path = decodeURIComponent(new URL(req.url!, 'http://x').pathname);
+      const body = await readFile(join(dir, path)).catch(() => undefined);
+      if (body) res.writeHead(200).end(body);
+      else res.writeHead(404).end();
+    });
+    await new Promise<void>((ok) => server.listen(0, '127.0.0.1', ok));
+    try {
+      const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/${relative(dir, image)}`;
+      const out = join(root, 'http.zarr');
+      await segmentVolume(predictor, opts(out, { volume: url }));
+      // Everything but the root attributes (which name the source) is the local run's, byte for byte.
+      await expectSameTree(join(out, 'ink'), join(whole, 'ink'));
+      expect(JSON.parse(readFileSync(join(out, '.zattrs'), 'utf8')).goe.source.volume).toBe(url);
+    } finally {
+      server.close();
+    }
   }, 60_000);
 
   it('a region equals the same region cut from the whole run; outside it stays 0', async () => {
