@@ -90,7 +90,7 @@ describe('goe segment as a process', () => {
     for (const [k, v] of after) expect(v.equals(ref.get(k)!), k).toBe(true);
   }, 120_000);
 
-  it('a chunk write killed midway leaves no partial chunk file: the chunk is the old whole one, the torn bytes a hidden temporary file', async () => {
+  it('a chunk write killed midway leaves no partial chunk file: the chunk is a whole earlier write, the write in flight a hidden temporary file', async () => {
     // A child rewrites one 64 MiB chunk (uncompressed) over and over; it is killed while a rewrite is in flight.
     const arr = join(root, 'atomic.zarr');
     const script = `
@@ -108,8 +108,10 @@ describe('goe segment as a process', () => {
     for (let t = 0; t < 2000 && torn().length === 0; t++) await new Promise((r) => setTimeout(r, 5));
     child.kill('SIGKILL');
     expect(await exited).toBe('SIGKILL');
+    // The write in flight is at most one hidden temporary file (none if the kill landed just after a rename).
     const temps = readdirSync(dir).filter((f) => f.endsWith('.tmp'));
-    expect(temps.length).toBe(1);
+    expect(temps.length).toBeLessThanOrEqual(1);
+    expect(temps.every((f) => f.startsWith('.'))).toBe(true);
     // The chunk file is whole (a completed earlier write), never the torn one.
     expect(statSync(join(dir, '0')).size).toBe(64 * 1024 * 1024);
     const got = (await (await openVolume(arr)).read({ offset: [0, 0, 0], shape: [64, 1024, 1024] })).data;
