@@ -23,7 +23,7 @@ describe('goe CLI', () => {
     expect(await main(['--help'])).toBe(0);
     for (const cmd of ['train', 'segment', 'eval', 'synth', 'report']) expect(c.out.join('\n')).toContain(cmd);
     const want: Record<string, string[]> = {
-      train: ['--stem', '--text', '--steps', '--seed', '--backend', '--out', '--config', '--resume'],
+      train: ['--stem', '--text', '--steps', '--seed', '--backend', '--out', '--config', '--preset', '--heads', '--resume'],
       report: ['--run'],
       segment: ['--checkpoint', '--volume', '--out', '--backend'],
       eval: ['--checkpoint', '--data', '--region', '--labels', '--json', '--backend', '--batch'],
@@ -113,7 +113,29 @@ describe('goe CLI', () => {
     expect(existsSync(out)).toBe(false);
     writeFileSync(cfg, '{"steps": 3,');
     expect(await main(['train', '--config', cfg, '--out', out])).toBe(2);
-    expect(c.err.join('\n')).toContain('is not a JSON object');
+    expect(c.err.join('\n')).toContain('is not valid JSON');
+  });
+
+  it('goe train layers a preset, a YAML file and flags (--heads), and names a bad preset or head', async () => {
+    const c = capture();
+    const dir = mkdtempSync(join(tmpdir(), 'goe-cli-'));
+    const cfg = join(dir, 'run.yaml');
+    writeFileSync(cfg, ['# a smoke run with the geometry head', 'steps: 5', 'model:', '  lossWeights: { geometry: 2 }', ''].join('\n'));
+    const out = join(dir, 'run');
+    const args = ['train', '--preset', 'smoke', '--config', cfg, '--heads', 'ink,geometry', '--steps', '2', '--backend', 'wasm', '--quiet', '--out', out];
+    expect(await main(args)).toBe(0);
+    const saved = JSON.parse(readFileSync(join(out, 'config.json'), 'utf8')) as { steps: number; model: { width: number; heads: string[]; lossWeights: Record<string, number> } };
+    expect(saved.steps).toBe(2); // the flag over the file's 5
+    expect(saved.model.width).toBe(16); // the preset's
+    expect(saved.model.heads).toEqual(['ink', 'geometry']); // the flag's
+    expect(saved.model.lossWeights).toEqual({ ink: 1, fiber: 1, geometry: 2 }); // the file's
+    const summary = JSON.parse(c.out.at(-1)!) as { validation: Record<string, number> };
+    expect(Object.keys(summary.validation)).toEqual(expect.arrayContaining(['f05', 'sheetDice']));
+    expect(await main(['train', '--preset', 'giant', '--out', join(dir, 'x')])).toBe(2);
+    expect(c.err.at(-1)).toMatch(/--preset: unknown preset 'giant'; expected one of default, multitask, hard, smoke, sequence/);
+    expect(await main(['train', '--heads', 'ink,colour', '--out', join(dir, 'x')])).toBe(2);
+    expect(c.err.at(-1)).toMatch(/--heads: unknown head 'colour'/);
+    expect(existsSync(join(dir, 'x'))).toBe(false);
   });
 
   it('goe synth writes a scroll; a malformed --shape is a usage error', async () => {

@@ -6,9 +6,9 @@ import { routerPresets, routerRegistry } from '@goe/core';
 import { BACKEND_ORDER, BackendUnavailableError } from '@goe/tf';
 import { PHANTOM_PRESETS, PhantomConfigError, resolvePhantomConfig, writePhantom, writePhantomFragment } from '@goe/phantom';
 import { inspectVolume, parseRegion, ScrollIoOptionError } from '@goe/scroll-io';
-import { readFile } from 'node:fs/promises';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
-import { resolveTrainConfig, DEFAULT_TRAIN_CONFIG, type DeepPartial, type TrainConfig } from './config.js';
+import { parseHeads, resolveTrainConfig, DEFAULT_TRAIN_CONFIG, type DeepPartial, type TrainConfig } from './config.js';
+import { layerPreset, readConfigFile, TRAIN_PRESETS } from './presets.js';
 import { STEM_KINDS, type StemKind } from './spec.js';
 import { CheckpointError, ConfigError, NonFiniteLossError } from './errors.js';
 import { Progress } from './progress.js';
@@ -47,22 +47,6 @@ function parseShape(v: string | undefined, flag: string): [number, number, numbe
   return parts.map(Number) as [number, number, number];
 }
 
-async function readConfigFile(path: string): Promise<Record<string, unknown>> {
-  let text: string;
-  try {
-    text = await readFile(path, 'utf8');
-  } catch (err) {
-    throw new ConfigError('--config', `cannot read ${path}`, { cause: err });
-  }
-  try {
-    const v = JSON.parse(text) as unknown;
-    if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new Error('not a JSON object');
-    return v as Record<string, unknown>;
-  } catch (err) {
-    throw new ConfigError('--config', `${path} is not a JSON object: ${(err as Error).message}`, { cause: err });
-  }
-}
-
 /** The one-line JSON summary `goe train` prints when a run ends. */
 function printTrainSummary(r: TrainResult): void {
   const first = r.history[0]?.['total'];
@@ -86,8 +70,9 @@ function printTrainSummary(r: TrainResult): void {
 
 const commands: Record<string, Command> = {
   train: {
-    summary: 'train a model: volume stem -> encoder -> GoE layer -> ink head, or the sequence stem and a byte head',
-    usage: 'goe train [--stem volume|sequence] [--steps N] [--seed S] [--backend NAME] [--router NAME] [--out DIR] [--config FILE.json] | goe train --resume [--out DIR]',
+    summary: 'train a model: volume stem -> encoder -> GoE layer -> ink, fibre and geometry heads, or the sequence stem and a byte head',
+    usage:
+      'goe train [--preset NAME] [--config FILE.yaml|FILE.json] [--heads ink,fiber,geometry] [--stem volume|sequence] [--steps N] [--seed S] [--backend NAME] [--router NAME] [--out DIR] | goe train --resume [--out DIR]',
     options: {
       resume: { type: 'boolean' },
       stem: { type: 'string' },
@@ -98,6 +83,8 @@ const commands: Record<string, Command> = {
       backend: { type: 'string' },
       out: { type: 'string' },
       config: { type: 'string' },
+      preset: { type: 'string' },
+      heads: { type: 'string' },
       batch: { type: 'string' },
       'phantom-shape': { type: 'string' },
       quiet: { type: 'boolean' },
@@ -111,7 +98,9 @@ const commands: Record<string, Command> = {
       backend: `tensor backend: ${BACKENDS} (default auto, or GOE_BACKEND)`,
       router: `router of the GoE layer: ${routerRegistry.keys().join(', ')} (default goe); the baselines run behind the same interface`,
       out: `run folder for checkpoint/, metrics.jsonl, loss.png (default ${DEFAULT_TRAIN_CONFIG.out})`,
-      config: 'JSON file with any part of the training config; flags override it',
+      config: 'YAML (.yaml, .yml) or JSON file with any part of the training config (and optionally `preset: NAME`); flags override it, it overrides the preset',
+      preset: `named config under the file: ${Object.entries(TRAIN_PRESETS).map(([k, p]) => `${k} (${p.summary})`).join('; ')}`,
+      heads: `task heads on the volume model, comma-separated: ink, fiber, geometry (default ${DEFAULT_TRAIN_CONFIG.model.heads.join(',')}); the loss is their weighted sum (model.lossWeights)`,
       batch: `patches per step (default ${DEFAULT_TRAIN_CONFIG.batch})`,
       'phantom-shape': `size D,H,W of the synthetic scroll generated for training (default ${DEFAULT_TRAIN_CONFIG.data.phantomShape.join(',')})`,
       quiet: 'no progress output',
@@ -130,7 +119,8 @@ const commands: Record<string, Command> = {
         return 0;
       }
       const file = typeof v['config'] === 'string' ? await readConfigFile(v['config']) : {};
-      const partial = file as DeepPartial<TrainConfig>;
+      const partial = layerPreset(file, typeof v['preset'] === 'string' ? v['preset'] : undefined) as DeepPartial<TrainConfig>;
+      if (typeof v['heads'] === 'string') partial.model = { ...(partial.model ?? {}), heads: parseHeads(v['heads'], '--heads') };
       const steps = parseIntFlag(v['steps'] as string | undefined, '--steps');
       const seed = parseIntFlag(v['seed'] as string | undefined, '--seed');
       const batch = parseIntFlag(v['batch'] as string | undefined, '--batch');
@@ -261,12 +251,16 @@ const commands: Record<string, Command> = {
   },
   eval: {
     summary: 'score every trained head of a checkpoint over a volume region against the labels beside the volume',
-    usage: 'goe eval --checkpoint RUN --data VOL.zarr [--region z0:z1,y0:y1,x0:x1] [--labels PATH] [--ignore-value N] [--json] [--backend NAME] [--batch N]',
+    usage:
+      'goe eval --checkpoint RUN --data VOL.zarr [--region z0:z1,y0:y1,x0:x1] [--labels PATH] [--papyrus PATH] [--fibre-field PATH] [--normal-field PATH] [--ignore-value N] [--json] [--backend NAME] [--batch N]',
     options: {
       checkpoint: { type: 'string' },
       data: { type: 'string' },
       region: { type: 'string' },
       labels: { type: 'string' },
+      papyrus: { type: 'string' },
+      'fibre-field': { type: 'string' },
+      'normal-field': { type: 'string' },
       'ignore-value': { type: 'string' },
       json: { type: 'boolean' },
       backend: { type: 'string' },
@@ -278,8 +272,11 @@ const commands: Record<string, Command> = {
       data: 'the volume: OME-Zarr group (level 0) or Zarr array, e.g. RUN/data/scroll.zarr',
       region: 'half-open voxel ranges per axis, inside the volume (default: the whole volume)',
       labels: 'ink label array or OME-Zarr label group (default: DATA/labels/ink, or the labels/ink of the group holding a level array)',
+      papyrus: 'sheet (papyrus) labels for the geometry head (default: labels/papyrus beside the volume)',
+      'fibre-field': 'fibre direction field [3, D, H, W] for the fibre head (default: fields/fibre beside the volume)',
+      'normal-field': "sheet normal field [3, D, H, W] for the geometry head's normals (default: fields/normal beside the volume)",
       'ignore-value': 'ink label value meaning unlabelled, never scored (default: none)',
-      json: 'print one JSON object { checkpoint, data, labels, region, heads: { ink: { f05, threshold, precision, recall, auc, count, positives, … } } } instead of a table',
+      json: 'print one JSON object { checkpoint, data, labels, region, heads: { ink: { f05, threshold, precision, recall, auc, … }, fiber: { all, horizontal, vertical }, geometry: { dice, surfaceMean, surfaceP95, normal } } } instead of a table',
       backend: `tensor backend: ${BACKENDS}`,
       batch: 'tiles per forward pass (default 4)',
     },
@@ -294,6 +291,9 @@ const commands: Record<string, Command> = {
         data: v['data'] as string,
         region: v['region'] as string | undefined,
         labels: v['labels'] as string | undefined,
+        papyrus: v['papyrus'] as string | undefined,
+        fibreField: v['fibre-field'] as string | undefined,
+        normalField: v['normal-field'] as string | undefined,
         ignoreValue: parseIntFlag(v['ignore-value'] as string | undefined, '--ignore-value'),
         backend: v['backend'] as string | undefined,
         batch,
