@@ -792,6 +792,22 @@ function checkPositive(v: number | undefined, flag: string): void {
   if (v !== undefined && !(Number.isInteger(v) && v >= 1)) throw new ConfigError(flag, `expected an integer >= 1, got ${v}`);
 }
 
+/** The checks of a volume run that need neither the model nor the volume (so they fail at once). */
+function checkVolumeFlags(o: { shard?: string; batch?: number; partVoxels?: number; level?: number; overwrite?: boolean; resume?: boolean; out: string }) {
+  const shard = parseShard(o.shard);
+  checkPositive(o.batch, '--batch');
+  checkPositive(o.partVoxels, 'partVoxels');
+  if (o.level !== undefined && !(Number.isInteger(o.level) && o.level >= 0)) throw new ConfigError('--level', `expected an integer >= 0, got ${o.level}`);
+  if (o.overwrite && shard.count > 1) {
+    throw new ConfigError('--overwrite', `cannot be used with --shard ${o.shard}: it would delete what the other shards wrote; remove ${o.out} once before starting the shards`);
+  }
+  const out = resolve(o.out);
+  if (existsSync(out) && !o.resume && !o.overwrite && shard.count === 1) {
+    throw new ConfigError('--out', `${out} exists (pass --resume to finish it, or --overwrite to replace it)`);
+  }
+  return { shard, out };
+}
+
 /** Options of {@link segmentVolume}: everything of {@link SegmentOptions} but the checkpoint. */
 export interface SegmentVolumeOptions extends Omit<SegmentOptions, 'checkpoint' | 'backend' | 'fragment'> {
   volume: string;
@@ -809,17 +825,7 @@ export interface SegmentVolumeOptions extends Omit<SegmentOptions, 'checkpoint' 
 export async function segmentVolume(predictor: WindowPredictor, o: SegmentVolumeOptions): Promise<Omit<SegmentResult, 'backend'>> {
   const t0 = performance.now();
   const heads = resolveHeads(predictor, o.heads);
-  const shard = parseShard(o.shard);
-  checkPositive(o.batch, '--batch');
-  checkPositive(o.partVoxels, 'partVoxels');
-  if (o.level !== undefined && !(Number.isInteger(o.level) && o.level >= 0)) throw new ConfigError('--level', `expected an integer >= 0, got ${o.level}`);
-  if (o.overwrite && shard.count > 1) {
-    throw new ConfigError('--overwrite', `cannot be used with --shard ${o.shard}: it would delete what the other shards wrote; remove ${o.out} once before starting the shards`);
-  }
-  const out = resolve(o.out);
-  if (existsSync(out) && !o.resume && !o.overwrite && shard.count === 1) {
-    throw new ConfigError('--out', `${out} exists (pass --resume to finish it, or --overwrite to replace it)`);
-  }
+  const { shard, out } = checkVolumeFlags(o);
   const cache = new ChunkCache(SEGMENT_DEFAULTS.cacheBytes);
   let volume: Volume;
   try {
@@ -1173,6 +1179,7 @@ export async function segment(o: SegmentOptions): Promise<SegmentResult> {
       if (v !== undefined && v !== false) throw new ConfigError(flag, 'applies to --volume only (a fragment is segmented whole, with its own mask.png)');
     }
   }
+  if (o.volume !== undefined) checkVolumeFlags({ ...o, out: o.out! });
   const backend = await initBackend({ backend: o.backend });
   const { model, restored } = await loadInkModel(o.checkpoint, 'segmentation');
   const predictor = inkPredictor(model, restored.config.model.patch);
