@@ -195,7 +195,7 @@ describe('goe segment: the engine', () => {
   it('is generic over named outputs: a three-channel output is stored c, z, y, x with its own pyramid, blended like ink', async () => {
     const out = join(root, 'multi.zarr');
     const r = await segmentVolume(withTriple(predictor), opts(out, { heads: ['triple', 'ink'] }));
-    expect(r.heads).toEqual(['triple', 'ink']);
+    expect(r.heads).toEqual(['ink', 'triple']);
     const t = await openVolume(join(out, 'triple'));
     expect(t.shape).toEqual([3, ...shape]);
     expect(t.chunks).toEqual([3, 8, 16, 16]);

@@ -785,7 +785,8 @@ function resolveHeads(predictor: WindowPredictor, heads: string[] | undefined): 
     if ((KNOWN_HEADS as readonly string[]).includes(h)) throw new ConfigError('--heads', `'${h}' is not trained in this checkpoint (it has ${have.join(', ')})`);
     throw new ConfigError('--heads', `unknown head '${h}' (heads: ${KNOWN_HEADS.join(', ')}; this checkpoint has ${have.join(', ')})`);
   }
-  return [...new Set(heads)];
+  // The checkpoint's order, whatever order the flag gave: shards given `ink,fiber` and `fiber,ink` agree.
+  return have.filter((h) => heads.includes(h));
 }
 
 function checkPositive(v: number | undefined, flag: string): void {
