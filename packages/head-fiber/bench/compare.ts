@@ -1,16 +1,20 @@
 /**
- * Learned fibre directions against the classical structure tensor, on the same phantom patches.
+ * Learned fibre directions against the classical estimates, on the same phantom patches.
  *
- *   npx nx run head-fiber:compare [-- --preset hard --steps 400 --batch 4 --seed 1 --positions --json FILE]
+ *   npx nx run head-fiber:compare [-- --preset hard --steps 600 --batch 4 --seed 1 --output vector|tensor
+ *                                    --no-sheet-frame --positions --json FILE]
  *
  * A volume stem -> one encoder block -> the fibre head is trained alone (no GoE layer, no other head)
- * on random 16x32x32 patches of a phantom volume's upper part (z < 3/4 of its depth), with the loss
- * `1 - (v.t)^2` on tokens whose cell is mostly papyrus. The held-out lower quarter gives fixed
- * validation patches, on which the untrained model, the trained one and the structure tensor
- * (`structureTensorFibers`: least-change eigenvector of the cell-averaged gradient structure tensor,
- * Bigün & Granlund 1987) are scored by the sign-free angular error against the phantom's exact fibre
- * field, split by horizontal (recto) and vertical (verso) fibres. Progress goes to stderr; a markdown
- * table to stdout.
+ * on random 16x32x32 patches of a phantom volume's upper part (z < 3/4 of its depth), with the head's
+ * loss (`1 - (v.t)^2` for `--output vector`, `|M - t t^T|^2` for `--output tensor`) on tokens whose
+ * cell is mostly papyrus. By default the head also takes each token's sheet-frame features
+ * (`sheetFrameFeatures`: outward sheet normal, recto direction, face score; `--no-sheet-frame` leaves
+ * them out). The held-out lower quarter gives fixed validation patches, on which the untrained model,
+ * the trained one and two classical estimates are scored by the sign-free angular error against the
+ * phantom's exact fibre field, split by horizontal (recto) and vertical (verso) fibres: the structure
+ * tensor (`structureTensorFibers`: least-change eigenvector of the cell-averaged gradient structure
+ * tensor, Bigün & Granlund 1987) and the sheet-frame rule (`sheetFrameFibers`: axis x n on a recto
+ * face score, the axis on a verso one). Progress goes to stderr; a markdown table to stdout.
  */
 import { renameSync, writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
