@@ -63,28 +63,73 @@ export interface SheetFrame {
   face: Float32Array;
 }
 
-/** Separable Gaussian smoothing of a `[D, H, W]` volume with replicated borders (σ = 0: a copy). */
-function gaussianSmooth(a: Float64Array, dims: readonly [number, number, number], sigma: number): Float64Array {
-  if (sigma <= 0) return a.slice();
+/** Normalised Gaussian taps for σ > 0, radius ⌈3σ⌉. */
+function gaussianTaps(sigma: number): Float64Array {
   const r = Math.ceil(3 * sigma);
-  const k = Array.from({ length: 2 * r + 1 }, (_, i) => Math.exp(-((i - r) ** 2) / (2 * sigma * sigma)));
+  const k = Float64Array.from({ length: 2 * r + 1 }, (_, i) => Math.exp(-((i - r) ** 2) / (2 * sigma * sigma)));
   const ks = k.reduce((s, v) => s + v, 0);
-  const strides = [dims[1] * dims[2], dims[2], 1];
-  let cur = a;
-  for (let ax = 0; ax < 3; ax++) {
-    const out = new Float64Array(a.length);
-    const n = dims[ax] as number;
-    const st = strides[ax] as number;
-    for (let i = 0; i < a.length; i++) {
-      const c = Math.floor(i / st) % n;
-      let acc = 0;
-      for (let j = -r; j <= r; j++) {
-        const cc = Math.min(n - 1, Math.max(0, c + j));
-        acc += (k[j + r] as number) * (cur[i + (cc - c) * st] as number);
+  return k.map((v) => v / ks);
+}
+
+/**
+ * One axis of a separable filter over a `[n0, n1, n2]` array, line by line: each line is copied into a
+ * buffer with `left` replicated edge values before it and enough after, and output c is
+ * Σ_t taps[t] · padded[c · step + t], for `n / step` outputs. With step 1 and left = radius this is a
+ * convolution with replicated borders; with step = cell it also sums each run of `cell` outputs.
+ */
+function filterAxis(a: Float64Array, shape: [number, number, number], axis: 0 | 1 | 2, taps: Float64Array, left: number, step: number): Float64Array {
+  const n = shape[axis];
+  const m = n / step;
+  const outShape: [number, number, number] = [...shape];
+  outShape[axis] = m;
+  const strides = [shape[1] * shape[2], shape[2], 1];
+  const outStrides = [outShape[1] * outShape[2], outShape[2], 1];
+  const [u, v] = ([0, 1, 2] as const).filter((x) => x !== axis) as [0 | 1 | 2, 0 | 1 | 2];
+  const [su, sv, sa] = [strides[u] as number, strides[v] as number, strides[axis] as number];
+  const [ou, ov, oa] = [outStrides[u] as number, outStrides[v] as number, outStrides[axis] as number];
+  const out = new Float64Array(outShape[0] * outShape[1] * outShape[2]);
+  const nt = taps.length;
+  const pad = new Float64Array((m - 1) * step + nt);
+  for (let i = 0; i < shape[u]; i++)
+    for (let j = 0; j < shape[v]; j++) {
+      const base = i * su + j * sv;
+      const outBase = i * ou + j * ov;
+      for (let q = 0; q < pad.length; q++) pad[q] = a[base + (q < left ? 0 : q - left >= n ? n - 1 : q - left) * sa] as number;
+      for (let c = 0; c < m; c++) {
+        let acc = 0;
+        const o = c * step;
+        for (let t = 0; t < nt; t++) acc += (taps[t] as number) * (pad[o + t] as number);
+        out[outBase + c * oa] = acc;
       }
-      out[i] = acc / ks;
     }
-    cur = out;
+  return out;
+}
+
+/** Separable Gaussian smoothing of a `[D, H, W]` volume with replicated borders (σ = 0: a copy). */
+export function gaussianSmooth(a: Float64Array, dims: readonly [number, number, number], sigma: number): Float64Array {
+  if (sigma <= 0) return a.slice();
+  const taps = gaussianTaps(sigma);
+  const r = (taps.length - 1) / 2;
+  const shape: [number, number, number] = [...dims];
+  return filterAxis(filterAxis(filterAxis(a, shape, 0, taps, r, 1), shape, 1, taps, r, 1), shape, 2, taps, r, 1);
+}
+
+/**
+ * Per-cell sums of the Gaussian-smoothed volume (σ = 0: of the volume), `[gd, gh, gw]` in token order:
+ * the same numbers as smoothing at full resolution and then summing each cell, with the cell sum
+ * folded into the taps (Gaussian ⊛ box) so that each axis is filtered only at the cells' positions.
+ */
+export function smoothedCellSums(a: Float64Array, grid: TokenGrid, sigma: number): Float64Array {
+  const g = sigma > 0 ? gaussianTaps(sigma) : Float64Array.of(1);
+  const r = (g.length - 1) / 2;
+  let cur = a;
+  const shape: [number, number, number] = [...grid.inputShape];
+  for (const axis of [0, 1, 2] as const) {
+    const cell = grid.cell[axis];
+    const taps = new Float64Array(g.length + cell - 1);
+    for (let t = 0; t < g.length; t++) for (let j = 0; j < cell; j++) taps[t + j]! += g[t] as number;
+    cur = filterAxis(cur, shape, axis, taps, r, cell);
+    shape[axis] = shape[axis] / cell;
   }
   return cur;
 }
@@ -136,9 +181,17 @@ export function sheetFrameFeatures(volume: ArrayLike<number>, grid: TokenGrid, b
   const face = new Float32Array(batch * N);
   const cellSize = grid.cell[0] * grid.cell[1] * grid.cell[2];
   for (let b = 0; b < batch; b++) {
-    const s = gaussianSmooth(Float64Array.from({ length: V }, (_, i) => volume[b * V + i] as number), dims, gradientSigma);
+    const patch = new Float64Array(V);
+    for (let i = 0; i < V; i++) patch[i] = volume[b * V + i] as number;
+    const s = gaussianSmooth(patch, dims, gradientSigma);
     const g = gradient(s, dims);
-    const J = PAIRS.map(([p, q]) => gaussianSmooth(g[p].map((v, i) => v * (g[q][i] as number)), dims, tensorSigma));
+    // The sheet-scale tensor is only needed per cell: [N] sums of each smoothed component.
+    const J = PAIRS.map(([p, q]) => {
+      const prod = new Float64Array(V);
+      const [gp, gq] = [g[p], g[q]];
+      for (let i = 0; i < V; i++) prod[i] = (gp[i] as number) * (gq[i] as number);
+      return smoothedCellSums(prod, grid, tensorSigma);
+    });
     let sMean = 0;
     let g2 = 0;
     for (let i = 0; i < V; i++) {
@@ -153,15 +206,14 @@ export function sheetFrameFeatures(volume: ArrayLike<number>, grid: TokenGrid, b
 
     // Pass 1: per-cell sheet tensor, normal, coherence, centre, papyrus level and fine texture tensor.
     const cells: { n: number[]; coh: number; pos: number[]; level: number; fine: number[]; voxels: number[] }[] = [];
-    forEachToken(grid, 1, (_t, voxels) => {
-      const Jc = [0, 0, 0, 0, 0, 0];
+    forEachToken(grid, 1, (t, voxels) => {
+      const Jc = J.map((c) => c[t] as number);
       const fine = [0, 0, 0, 0, 0, 0];
       const pos = [0, 0, 0];
       let level = 0;
       const list: number[] = [];
       voxels((i, z, y, x) => {
         for (let k = 0; k < 6; k++) {
-          Jc[k]! += (J[k] as Float64Array)[i] as number;
           const [p, q] = PAIRS[k]!;
           fine[k]! += (g[p][i] as number) * (g[q][i] as number);
         }

@@ -16,6 +16,7 @@ import {
   tensorFibers,
   type TokenGrid,
 } from './index.js';
+import { gaussianSmooth, smoothedCellSums } from './features.js';
 import { expectGradMatchesFloat64, expectHeadTrains, layerNormRef } from './test-helpers.js';
 
 /** float64 mean ‖M − t̂t̂ᵀ‖²_F over rows with mask 1 and a non-zero target; M rows are (zz, yy, xx, zy, zx, yx). */
@@ -227,6 +228,39 @@ describe('sheetFrameFeatures', () => {
       expect(faceOk / faceChecked).toBeGreaterThan(0.9);
     });
   }
+
+  it('smooths with replicated borders, and its per-cell sums equal smoothing at full resolution then summing each cell', () => {
+    const dims: [number, number, number] = [8, 6, 12];
+    const rng = makeRng(31);
+    const a = Float64Array.from({ length: 8 * 6 * 12 }, () => rng.normal());
+    const sigma = 1.3;
+    // Direct 3-D convolution with the normalised separable Gaussian (radius ⌈3σ⌉), clamped indices.
+    const r = Math.ceil(3 * sigma);
+    const k = Array.from({ length: 2 * r + 1 }, (_, i) => Math.exp(-((i - r) ** 2) / (2 * sigma * sigma)));
+    const ks = k.reduce((s, v) => s + v, 0);
+    const cl = (v: number, n: number): number => Math.min(n - 1, Math.max(0, v));
+    const ref = new Float64Array(a.length);
+    for (let z = 0; z < 8; z++)
+      for (let y = 0; y < 6; y++)
+        for (let x = 0; x < 12; x++) {
+          let acc = 0;
+          for (let i = -r; i <= r; i++)
+            for (let j = -r; j <= r; j++)
+              for (let l = -r; l <= r; l++) acc += ((k[i + r]! * k[j + r]! * k[l + r]!) / ks ** 3) * a[(cl(z + i, 8) * 6 + cl(y + j, 6)) * 12 + cl(x + l, 12)]!;
+          ref[(z * 6 + y) * 12 + x] = acc;
+        }
+    const got = gaussianSmooth(a, dims, sigma);
+    for (let i = 0; i < a.length; i++) expect(Math.abs(got[i]! - ref[i]!)).toBeLessThan(1e-12);
+    const grid: TokenGrid = { inputShape: dims, cell: [4, 2, 3], dims: [2, 3, 4] };
+    const sums = smoothedCellSums(a, grid, sigma);
+    expect(sums.length).toBe(24);
+    for (let t = 0; t < 24; t++) {
+      const [tz, ty, tx] = [Math.floor(t / 12), Math.floor(t / 4) % 3, t % 4];
+      let acc = 0;
+      for (let z = tz * 4; z < tz * 4 + 4; z++) for (let y = ty * 2; y < ty * 2 + 2; y++) for (let x = tx * 3; x < tx * 3 + 3; x++) acc += ref[(z * 6 + y) * 12 + x]!;
+      expect(Math.abs(sums[t]! - acc)).toBeLessThan(1e-11);
+    }
+  });
 
   it('rejects a volume of the wrong size and bad smoothing scales, naming them', () => {
     expect(() => sheetFrameFeatures(new Float32Array(10), GRID, 1)).toThrow(/volume/);
