@@ -24,7 +24,7 @@
  * (z, y, x).
  */
 import { FiberInputError } from './errors.js';
-import { forEachToken, symmetricEigen3, type TokenGrid } from './metrics.js';
+import { SYMMETRIC_ENTRIES, forEachToken, symmetricEigen3, type TokenGrid } from './metrics.js';
 
 export interface SheetFrameOptions {
   /** σ in voxels of the Gaussian smoothing before the gradient (default 0.7). */
@@ -150,15 +150,6 @@ function gradient(s: Float64Array, dims: readonly [number, number, number]): [Fl
   return g;
 }
 
-const PAIRS = [
-  [0, 0],
-  [1, 1],
-  [2, 2],
-  [0, 1],
-  [0, 2],
-  [1, 2],
-] as const;
-
 /**
  * Sheet-frame features of every token of `batch` patches.
  *
@@ -186,9 +177,9 @@ export function sheetFrameFeatures(volume: ArrayLike<number>, grid: TokenGrid, b
     const s = gaussianSmooth(patch, dims, gradientSigma);
     const g = gradient(s, dims);
     // The sheet-scale tensor is only needed per cell: [N] sums of each smoothed component.
-    const J = PAIRS.map(([p, q]) => {
+    const J = SYMMETRIC_ENTRIES.map(([p, q]) => {
       const prod = new Float64Array(V);
-      const [gp, gq] = [g[p], g[q]];
+      const [gp, gq] = [g[p] as Float64Array, g[q] as Float64Array];
       for (let i = 0; i < V; i++) prod[i] = (gp[i] as number) * (gq[i] as number);
       return smoothedCellSums(prod, grid, tensorSigma);
     });
@@ -214,7 +205,7 @@ export function sheetFrameFeatures(volume: ArrayLike<number>, grid: TokenGrid, b
       const list: number[] = [];
       voxels((i, z, y, x) => {
         for (let k = 0; k < 6; k++) {
-          const [p, q] = PAIRS[k]!;
+          const [p, q] = SYMMETRIC_ENTRIES[k]!;
           fine[k]! += (g[p][i] as number) * (g[q][i] as number);
         }
         pos[0]! += z;

@@ -10,7 +10,7 @@
 import { LayerNorm, Linear, Module, gelu, tf, type Rng } from '@goe/tf';
 import type { FiberHeadConfig } from './config.js';
 import { FiberInputError } from './errors.js';
-import { symmetricEigen3 } from './metrics.js';
+import { SYMMETRIC_ENTRIES, symmetricEigen3 } from './metrics.js';
 
 /** v / √(|v|² + ε) over the last axis of `[rows, 3]`. */
 function normalise(v: tf.Tensor2D, eps: number): tf.Tensor2D {
@@ -132,8 +132,8 @@ export function fiberTensorLoss(pred: tf.Tensor, target: tf.Tensor, mask?: tf.Te
   return tf.tidy(() => {
     const t2 = tf.reshape(target, [rows, 3]) as tf.Tensor2D; // [rows, 3]
     const t = normalise(t2, eps);
-    const [tz, ty, tx] = tf.split(t, 3, 1) as [tf.Tensor2D, tf.Tensor2D, tf.Tensor2D]; // [rows, 1] each
-    const outer = tf.concat([tf.mul(tz, tz), tf.mul(ty, ty), tf.mul(tx, tx), tf.mul(tz, ty), tf.mul(tz, tx), tf.mul(ty, tx)], 1); // [rows, 6]
+    const c = tf.split(t, 3, 1); // (z, y, x), [rows, 1] each
+    const outer = tf.concat(SYMMETRIC_ENTRIES.map(([p, q]) => tf.mul(c[p]!, c[q]!)), 1); // [rows, 6]
     const weight = tf.tensor2d([1, 1, 1, 2, 2, 2], [1, 6]);
     const per = tf.sum(tf.mul(tf.square(tf.sub(tf.reshape(pred, [rows, 6]), outer)), weight), 1, true); // [rows, 1]
     let valid: tf.Tensor = tf.cast(tf.greater(tf.sum(tf.square(t2), 1, true), 0), 'float32'); // [rows, 1]

@@ -11,6 +11,7 @@ describe('@goe/head-fiber public API', () => {
       'FiberInputError',
       'SHEET_FEATURE_NAMES',
       'SHEET_FEATURE_WIDTH',
+      'SYMMETRIC_ENTRIES',
       'angularErrorDegrees',
       'fiberErrorByFace',
       'fiberLoss',

@@ -18,6 +18,7 @@ export {
   fiberErrorByFace,
   fiberTargetsFromVoxels,
   structureTensorFibers,
+  SYMMETRIC_ENTRIES,
   symmetricEigen3,
   type AngularError,
   type FiberErrorByFace,

@@ -76,6 +76,19 @@ export interface SymmetricEigen3 {
   vectors: [[number, number, number], [number, number, number], [number, number, number]];
 }
 
+/**
+ * The six entries (row, column) of a symmetric 3x3 matrix in the order this package stores them:
+ * zz, yy, xx, zy, zx, yx (the order `symmetricEigen3` takes and the tensor head outputs).
+ */
+export const SYMMETRIC_ENTRIES: readonly (readonly [number, number])[] = Object.freeze([
+  [0, 0],
+  [1, 1],
+  [2, 2],
+  [0, 1],
+  [0, 2],
+  [1, 2],
+] as const);
+
 /** Columns p and q of a 3x3 `m` times the Jacobi rotation J: (m_kp, m_kq) <- (c m_kp − s m_kq, s m_kp + c m_kq). */
 function rotateColumns(m: number[][], p: number, q: number, c: number, s: number): void {
   for (let k = 0; k < 3; k++) {

@@ -9,6 +9,7 @@ import {
   FiberInputError,
   SHEET_FEATURE_NAMES,
   SHEET_FEATURE_WIDTH,
+  SYMMETRIC_ENTRIES,
   fiberTensorLoss,
   resolveFiberHeadConfig,
   sheetFrameFeatures,
@@ -72,7 +73,7 @@ describe('fiberTensorLoss and tensorFibers', () => {
     const b = [0, 0, -1];
     const mix = (p: number): number[] => {
       const o = (u: number[], i: number, j: number): number => u[i]! * u[j]!;
-      return ([[0, 0], [1, 1], [2, 2], [0, 1], [0, 2], [1, 2]] as const).map(([i, j]) => p * o(a, i, j) + (1 - p) * o(b, i, j));
+      return SYMMETRIC_ENTRIES.map(([i, j]) => p * o(a, i, j) + (1 - p) * o(b, i, j));
     };
     const dirs = tensorFibers([...mix(0.7), ...mix(0.3)]);
     expect(Math.abs(dirs[0]! * a[0]! + dirs[1]! * a[1]! + dirs[2]! * a[2]!)).toBeCloseTo(1, 6);
