@@ -83,7 +83,7 @@ describe('model checkpoints', () => {
             return m.forward(bytes, { training: false }).logits;
           }
           const x = tf.tensor5d(Float32Array.from({ length: 8 * 16 * 16 }, (_, i) => Math.sin(i * 0.37)), [1, 8, 16, 16, 1]);
-          return (m as InkModel).forward(x, { training: false }).logits;
+          return (m as InkModel).forward(x, { training: false }).logits!;
         });
         const data = (await out.data()) as Float32Array;
         out.dispose();

@@ -26,7 +26,7 @@ let fullProb: Float32Array;
 let fullLabel: Uint8Array;
 
 /**
- * The reference prediction, computed apart from `predictRegion`: a fresh model with the checkpoint's
+ * The reference prediction, computed apart from `evaluate`: a fresh model with the checkpoint's
  * weights run on every 8x32x32 tile of the volume's grid, one tile per pass, edges padded with zeros.
  */
 async function referencePrediction(): Promise<Float32Array> {
@@ -43,7 +43,7 @@ async function referencePrediction(): Promise<Float32Array> {
       for (let x0 = 0; x0 < W; x0 += pw) {
         const tile = await src.read({ offset: [z0, y0, x0], shape: [pd, ph, pw] });
         const x = Float32Array.from(tile.data as Uint8Array, (v) => normaliseIntensity(v));
-        const prob = tf.tidy(() => tf.sigmoid(model.forward(tf.tensor5d(x, [1, pd, ph, pw, 1]), { training: false }).logits));
+        const prob = tf.tidy(() => tf.sigmoid(model.forward(tf.tensor5d(x, [1, pd, ph, pw, 1]), { training: false }).logits!));
         const p = (await prob.data()) as Float32Array;
         prob.dispose();
         for (let z = 0; z < pd && z0 + z < D; z++)

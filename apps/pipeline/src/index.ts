@@ -8,6 +8,7 @@ export {
   DEFAULT_TRAIN_CONFIG,
   learningRate,
   resolveTrainConfig,
+  parseHeads,
   type DataConfig,
   type DeepPartial,
   type ModelConfig,
@@ -32,6 +33,11 @@ export {
   formatEvalTable,
   formatRegion,
   inkLabelCandidates,
+  besideCandidates,
+  AngleAccumulator,
+  type AngleSummary,
+  type FiberEvalMetrics,
+  type GeometryEvalMetrics,
   type EvalOptions,
   type EvalResult,
 } from './eval.js';
@@ -43,32 +49,60 @@ export {
   buildTrunk,
   normaliseIntensity,
   patchBatch,
+  ROUTER_HEALTH_KEYS,
   type ByteForward,
   type InkForward,
   type PatchBatch,
+  type PatchBatchOptions,
+  type RouterHealth,
+  type VolumeLossParts,
+  type VolumePredictions,
   type PipelineModel,
   type Trunk,
 } from './model.js';
 export { lineChartSvg, niceTicks, writeLineChartPng, type LineChartOptions, type Series } from './plot.js';
 export { Progress, formatDuration } from './progress.js';
 export {
+  KNOWN_HEADS,
+  SEGMENT_DEFAULTS,
+  checkpointThreshold,
   dtypeMax,
   loadInkModel,
-  predictRegion,
+  parseShard,
+  regionBlocks,
   segment,
-  type PredictRegionOptions,
+  segmentFragmentWith,
+  segmentGrid,
+  segmentVolume,
+  shardBlocks,
+  type FragmentOutput,
+  type SegmentGrid,
   type SegmentOptions,
   type SegmentResult,
-  type TilePrediction,
+  type SegmentVolumeOptions,
 } from './segment.js';
+export {
+  FIBER_CHANNELS,
+  encodeFiber,
+  probabilityByte,
+  tokenTensorsToVoxels,
+  volumePredictor,
+  type PredictorOutput,
+  type WindowPredictor,
+} from './predictor.js';
 export { sequenceTask, type WindowBatch } from './sequence-task.js';
+export { TRAIN_PRESETS, layerPreset, mergePartial, parseConfigText, presetConfig, readConfigFile, type TrainPreset } from './presets.js';
+export { haltingByClass, tokenClassesFromLabels, writeHaltingPng, type ClassHalting, type TokenClasses } from './halting.js';
 export {
   STEM_KINDS,
+  VOLUME_HEADS,
+  volumeHeads,
   resolveModelSpec,
   restoreModelSpec,
   type ModelSpec,
   type SequenceModelSpec,
   type StemKind,
+  type VolumeHeadName,
   type VolumeModelSpec,
 } from './spec.js';
 export type { LossParts, TrainTask, ValidationResult } from './task.js';

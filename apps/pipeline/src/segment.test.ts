@@ -16,7 +16,7 @@ import { join, relative } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { main } from './cli.js';
 import { normaliseIntensity } from './model.js';
-import { inkPredictor, probabilityByte, type WindowPredictor } from './predictor.js';
+import { probabilityByte, volumePredictor, type WindowPredictor } from './predictor.js';
 import { filesUnder, loadInkModel, regionBlocks, segment, segmentGrid, segmentVolume, shardBlocks, type SegmentVolumeOptions } from './segment.js';
 import { smallTrainConfig } from './small-config.js';
 import { train } from './train.js';
@@ -51,7 +51,7 @@ beforeAll(async () => {
   runDir = r.runDir;
   image = (await writePhantom(join(root, 'vol'), resolvePhantomConfig({ shape, seed: 9, preset: 'easy' }))).image;
   const { model, restored } = await loadInkModel(runDir, 'test');
-  predictor = inkPredictor(model, restored.config.model.patch);
+  predictor = volumePredictor(model, restored.config.model.patch);
 }, 60_000);
 
 afterAll(() => {

@@ -26,12 +26,11 @@
  * redoes. Metadata is a pure function of the settings (no times, pids or hosts), written by every
  * shard: identical bytes, or an error naming `--out` when an existing output was made otherwise.
  */
-import { initBackend, tf, type BackendChoice } from '@goe/tf';
+import { initBackend, type BackendChoice } from '@goe/tf';
 import { rleEncode } from '@goe/head-ink';
 import {
   atomicWriteFile,
   ChunkCache,
-  copyBox,
   createGroup,
   createOmeZarr,
   gaussianWeights,
@@ -57,7 +56,7 @@ import { basename, dirname, join, relative, resolve } from 'node:path';
 import { loadModel, type RestoredModel } from './checkpoint.js';
 import { ConfigError } from './errors.js';
 import { InkModel, normaliseIntensity } from './model.js';
-import { inkLogits, inkPredictor, probabilityByte, type WindowPredictor } from './predictor.js';
+import { probabilityByte, volumePredictor, type WindowPredictor } from './predictor.js';
 import { Progress } from './progress.js';
 
 type Vec3 = [number, number, number];
@@ -182,76 +181,6 @@ export async function loadInkModel(checkpoint: string, what: string): Promise<{ 
     throw new ConfigError('--checkpoint', `${checkpoint} holds a ${restored.spec.stemKind}-stem model; ${what} needs a volume-stem (ink) model`);
   }
   return { model: restored.model, restored };
-}
-
-/** One model tile's prediction, cut to the part inside the requested region. */
-export interface TilePrediction {
-  /** The voxels predicted: the tile clipped to the region (and so to the volume). */
-  box: Region;
-  /** Ink probability `[box.shape[0] * box.shape[1] * box.shape[2]]`, C order, float32. */
-  prob: Float32Array;
-}
-
-export interface PredictRegionOptions {
-  model: InkModel;
-  volume: Volume;
-  /** Model input `[D, H, W]`. */
-  patch: readonly [number, number, number];
-  /** Voxels to predict; default the whole volume. Must lie inside the volume. */
-  region?: Region;
-  /** Tiles per forward pass (default 4). */
-  batch?: number;
-  /** Called with the number of tiles done after each forward pass. */
-  onProgress?: (done: number, total: number) => void;
-}
-
-/**
- * The model's ink probability over `region` in non-overlapping tiles on the volume's fixed grid
- * (multiples of the patch from voxel 0), handed to `onTile` in tile order; memory is one batch of
- * tiles. Evaluation scores these raw per-tile outputs (no blending: each voxel is one forward pass);
- * segmentation blends overlapping windows instead ({@link segmentVolume}). Tiles over the volume's
- * edge are padded with its fill value, as the sampler pads training patches.
- * @returns the number of tiles run
- */
-export async function predictRegion(o: PredictRegionOptions, onTile: (t: TilePrediction) => Promise<void> | void): Promise<number> {
-  const { model, volume, patch } = o;
-  const shape = volume.shape as Vec3;
-  const region = o.region ?? { offset: [0, 0, 0], shape: [...shape] };
-  const scale = dtypeMax(volume.dtype);
-  const lo = region.offset.map((v, a) => Math.floor(v / patch[a]!) * patch[a]!);
-  const hi = region.offset.map((v, a) => v + region.shape[a]!);
-  const origins: number[][] = [];
-  if (region.shape.every((s) => s > 0)) {
-    for (let z = lo[0]!; z < hi[0]!; z += patch[0])
-      for (let y = lo[1]!; y < hi[1]!; y += patch[1]) for (let x = lo[2]!; x < hi[2]!; x += patch[2]) origins.push([z, y, x]);
-  }
-  const batch = o.batch ?? 4;
-  const n = patch[0] * patch[1] * patch[2];
-  for (let i = 0; i < origins.length; i += batch) {
-    const group = origins.slice(i, i + batch);
-    const x = new Float32Array(group.length * n);
-    const reads = await Promise.all(group.map((origin) => volume.read({ offset: origin, shape: [...patch] })));
-    reads.forEach((r, b) => {
-      for (let j = 0; j < n; j++) x[b * n + j] = normaliseIntensity(r.data[j] as number, scale);
-    });
-    const prob = tf.tidy(() => {
-      const input = tf.tensor5d(x, [group.length, patch[0], patch[1], patch[2], 1]);
-      return tf.sigmoid(inkLogits(model, input));
-    });
-    const p = (await prob.data()) as Float32Array;
-    prob.dispose();
-    for (let b = 0; b < group.length; b++) {
-      const origin = group[b] as number[];
-      // Only the part inside the region is handed on; the rest of the tile was context or padding.
-      const start = origin.map((v, a) => Math.max(v, region.offset[a]!));
-      const size = origin.map((v, a) => Math.min(v + patch[a]!, hi[a]!) - start[a]!);
-      const out = new Float32Array(size[0]! * size[1]! * size[2]!);
-      copyBox(p.subarray(b * n, (b + 1) * n), [...patch], start.map((v, a) => v - origin[a]!), out, size, [0, 0, 0], size);
-      await onTile({ box: { offset: start, shape: size }, prob: out });
-    }
-    o.onProgress?.(Math.min(i + batch, origins.length), origins.length);
-  }
-  return origins.length;
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -1183,7 +1112,7 @@ export async function segment(o: SegmentOptions): Promise<SegmentResult> {
   if (o.volume !== undefined) checkVolumeFlags({ ...o, out: o.out! });
   const backend = await initBackend({ backend: o.backend });
   const { model, restored } = await loadInkModel(o.checkpoint, 'segmentation');
-  const predictor = inkPredictor(model, restored.config.model.patch);
+  const predictor = volumePredictor(model, restored.config.model.patch);
   const t0 = performance.now();
   try {
     if (o.fragment !== undefined) {
