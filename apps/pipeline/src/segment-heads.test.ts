@@ -4,15 +4,15 @@
  * ink, and get PNG previews.
  */
 import { resolvePhantomConfig, writePhantom } from '@goe/phantom';
-import { gaussianWeights, openVolume, product, tileRegion } from '@goe/scroll-io';
+import { openVolume, product } from '@goe/scroll-io';
 import { initBackend } from '@goe/tf';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { normaliseIntensity } from './model.js';
 import { encodeFiber, FIBER_CHANNELS, tokenTensorsToVoxels, volumePredictor, type WindowPredictor } from './predictor.js';
 import { loadInkModel, segmentVolume } from './segment.js';
+import { referenceBlend } from './segment-test-utils.js';
 import { smallTrainConfig } from './small-config.js';
 import { train } from './train.js';
 
@@ -88,35 +88,15 @@ describe('goe segment with three heads', () => {
     expect(r.previews.map((f) => relative(png, f).replace(/-z\d+\.png$/, ''))).toEqual(expect.arrayContaining(['ink', 'fiber', 'geometry']));
 
     // The reference: every window of the grid alone, blended in float64 with the same Gaussian weights.
-    const window = predictor.window;
-    const per = shape.map((s, k) => tileRegion([s], [window[k]!], settings.overlap[k]!).map((o) => o[0]!));
-    const w = gaussianWeights([...window]);
-    const n = product(window);
     const V = product(shape);
-    const fAcc = new Float64Array(6 * V);
-    const gAcc = new Float64Array(V);
-    const wsum = new Float64Array(V);
-    const src = await openVolume(image);
-    for (const z of per[0]!)
-      for (const y of per[1]!)
-        for (const x of per[2]!) {
-          const tile = await src.read({ offset: [z, y, x], shape: [...window] });
-          const p = await predictor.predict(Float32Array.from(tile.data as Uint8Array, (v) => normaliseIntensity(v)), 1);
-          for (let i = 0; i < n; i++) {
-            const [dz, dy, dx] = [Math.floor(i / (window[1] * window[2])), Math.floor(i / window[2]) % window[1], i % window[2]];
-            const v = ((z + dz) * shape[1] + y + dy) * shape[2] + x + dx;
-            for (let e = 0; e < 6; e++) fAcc[e * V + v] += w[i]! * p['fiber']![e * n + i]!;
-            gAcc[v] += w[i]! * p['geometry']![i]!;
-            wsum[v] += w[i]!;
-          }
-        }
-    const want = encodeFiber(Float32Array.from(fAcc, (a, j) => a / wsum[j % V]!), V);
+    const ref = await referenceBlend(predictor, image, shape, settings.overlap);
+    const want = encodeFiber(Float32Array.from(ref['fiber']!), V);
     const got = (await fib.read({ offset: [0, 0, 0, 0], shape: [5, ...shape] })).data;
     const gGot = (await geo.read({ offset: [0, 0, 0], shape })).data;
     let dirDiff = 0;
     let coherent = 0;
     for (let v = 0; v < V; v++) {
-      expect(Math.abs(gGot[v]! - Math.round((gAcc[v]! / wsum[v]!) * 255))).toBeLessThanOrEqual(1);
+      expect(Math.abs(gGot[v]! - Math.round(ref['geometry']![v]! * 255))).toBeLessThanOrEqual(1);
       // Where the blend has a clear direction (coherence >= 0.25) the stored one is the reference's.
       if (want[4 * V + v]! < 64) continue;
       coherent++;
