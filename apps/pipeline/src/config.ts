@@ -5,6 +5,7 @@
  */
 import { PHANTOM_PRESETS, type PhantomPreset } from '@goe/phantom';
 import { DEPTH_COLLAPSE_MODES, type DepthCollapseMode } from '@goe/head-ink';
+import { parseRegion, ScrollIoOptionError, type Region } from '@goe/scroll-io';
 import { ConfigError } from './errors.js';
 import { STEM_KINDS, VOLUME_HEADS, resolveModelSpec, type StemKind, type VolumeHeadName } from './spec.js';
 
@@ -62,6 +63,13 @@ export interface DataConfig {
    * from the slab above. Text: the last f of every file's bytes.
    */
   validationFraction: number;
+  /**
+   * Explicit training and validation boxes, `z0:z1,y0:y1,x0:x1` (half-open voxel ranges; for fragments
+   * `layer0:layer1,y0:y1,x0:x1`), instead of the `validationFraction` split: both or neither, inside the
+   * volume, each at least one patch in size, and disjoint (checked when the data is opened).
+   */
+  trainRegion: string;
+  valRegion: string;
   /** Patches read ahead of the training step (volume stem). */
   prefetch: number;
   /** Sequence stem only: the text and its masking. */
@@ -154,6 +162,8 @@ export const DEFAULT_TRAIN_CONFIG: TrainConfig = {
     fibreField: '',
     normalField: '',
     validationFraction: 1 / 3,
+    trainRegion: '',
+    valRegion: '',
     prefetch: 4,
     text: { files: [], maskFraction: 0.15 },
   },
@@ -242,6 +252,21 @@ function merge(defaults: unknown, partial: unknown, path: string): unknown {
   return partial;
 }
 
+/**
+ * A `z0:z1,y0:y1,x0:x1` box of the config (`data.trainRegion`, `data.valRegion`).
+ * @throws ConfigError naming `field`
+ */
+export function parseDataRegion(spec: string, field: string): Region {
+  try {
+    const r = parseRegion(spec, 3);
+    if (r.shape.some((s) => s === 0)) throw new ConfigError(field, `'${spec}' is empty`);
+    return r;
+  } catch (err) {
+    if (err instanceof ScrollIoOptionError) throw new ConfigError(field, err.message.replace(/^option 'region': /, ''), { cause: err });
+    throw err;
+  }
+}
+
 /** A list of distinct head names (or the `--heads` spelling `ink,fiber`). */
 export function parseHeads(v: unknown, field: string): VolumeHeadName[] {
   const list = typeof v === 'string' ? v.split(',').map((h) => h.trim()) : v;
@@ -309,6 +334,12 @@ export function resolveTrainConfig(partial: DeepPartial<TrainConfig> | Record<st
       if (!c.data[key]) throw new ConfigError(`data.${key}`, `source 'zarr' with the ${h} head needs data.${key}`);
     }
   }
+  if (!c.data.trainRegion !== !c.data.valRegion) {
+    throw new ConfigError(c.data.trainRegion ? 'data.valRegion' : 'data.trainRegion', 'give both data.trainRegion and data.valRegion, or neither (then data.validationFraction splits the volume)');
+  }
+  for (const key of ['trainRegion', 'valRegion'] as const) {
+    if (c.data[key]) parseDataRegion(c.data[key], `data.${key}`);
+  }
   if (!(c.data.validationFraction > 0 && c.data.validationFraction < 1)) {
     throw new ConfigError('data.validationFraction', `expected a number in (0, 1), got ${c.data.validationFraction}`);
   }
@@ -321,7 +352,7 @@ export function resolveTrainConfig(partial: DeepPartial<TrainConfig> | Record<st
   const [pd, ph, pw] = c.model.patch;
   const [sd, sh, sw] = c.data.phantomShape;
   const valD = Math.floor(sd * c.data.validationFraction);
-  if (c.model.stemKind === 'volume' && c.data.source === 'phantom' && (pd > valD || pd > sd - valD || ph > sh || pw > sw)) {
+  if (c.model.stemKind === 'volume' && c.data.source === 'phantom' && !c.data.trainRegion && (pd > valD || pd > sd - valD || ph > sh || pw > sw)) {
     throw new ConfigError(
       'model.patch',
       `patch ${c.model.patch.join('x')} does not fit the phantom ${c.data.phantomShape.join('x')} ` +

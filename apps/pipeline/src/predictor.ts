@@ -8,7 +8,8 @@
  * V voxels of a blended block.
  */
 import { tf } from '@goe/tf';
-import { symmetricEigen3 } from '@goe/head-fiber';
+// The orientation tensor's 6 entries in symmetricEigen3's order: zz, yy, xx, zy, zx, yx.
+import { SYMMETRIC_ENTRIES, symmetricEigen3 } from '@goe/head-fiber';
 import { makeTokenGrid, tokenCellVoxels, type TokenGrid } from '@goe/volume-stem';
 import type { InkModel } from './model.js';
 
@@ -54,16 +55,6 @@ export function probabilityByte(p: number): number {
  */
 export const FIBER_CHANNELS = ['absX', 'absY', 'absZ', 'signs', 'coherence'] as const;
 
-/** Upper triangle of v vᵀ in the order zz, yy, xx, zy, zx, yx (the orientation tensor's 6 entries). */
-const TENSOR_ENTRIES: readonly [number, number][] = [
-  [0, 0],
-  [1, 1],
-  [2, 2],
-  [0, 1],
-  [0, 2],
-  [1, 2],
-];
-
 /**
  * Per-token unit directions `[B, N, 3]` as per-voxel orientation tensors `[B, 6, D, H, W]` (each voxel
  * takes its token's v vᵀ): a sign-free quantity that averages (GoE windows overlap, and v and −v
@@ -83,7 +74,7 @@ export function tokenTensorsToVoxels(dirs: Float32Array, count: number, grid: To
           const t = b * N + (Math.floor(z / cz) * gh + Math.floor(y / cy)) * gw + Math.floor(x / cx);
           const v = [dirs[3 * t] as number, dirs[3 * t + 1] as number, dirs[3 * t + 2] as number];
           const i = (z * H + y) * W + x;
-          TENSOR_ENTRIES.forEach(([p, q], e) => (out[(b * 6 + e) * V + i] = (v[p] as number) * (v[q] as number)));
+          SYMMETRIC_ENTRIES.forEach(([p, q], e) => (out[(b * 6 + e) * V + i] = (v[p] as number) * (v[q] as number)));
         }
   return out;
 }

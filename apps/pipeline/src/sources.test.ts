@@ -10,6 +10,8 @@ import { readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import type { AddressInfo } from 'node:net';
+import { resolveTrainConfig } from './config.js';
+import { ConfigError } from './errors.js';
 import { smallTrainConfig } from './small-config.js';
 import { train } from './train.js';
 
@@ -53,4 +55,27 @@ describe('goe train on a Zarr volume', () => {
     for (const k of ['bce', 'fiber', 'sheetBce', 'normal']) expect(Number.isFinite(local.history[0]![k] as number), k).toBe(true);
     expect(Object.keys(remote.validation.at(-1)!)).toEqual(expect.arrayContaining(['f05', 'fiberError', 'sheetDice', 'normalError']));
   }, 120_000);
+});
+
+describe('explicit training and validation regions', () => {
+  it('train inside data.trainRegion and validate inside data.valRegion; both or neither, disjoint, inside the volume', async () => {
+    const data = { source: 'zarr' as const, volume: scroll.image, inkLabels: scroll.labels.ink };
+    // x split instead of z: train on the left 32 columns, validate on the right 32.
+    const ok = await train(smallTrainConfig(join(root, 'regions'), { steps: 2, data: { ...data, trainRegion: '0:24,0:64,0:32', valRegion: '0:24,0:64,32:64' } }), { progressStream: null });
+    expect(Number.isFinite(ok.validation.at(-1)!['f05'] as number)).toBe(true);
+    const field = async (d: Record<string, string>): Promise<string> => {
+      try {
+        await train(smallTrainConfig(join(root, `bad-${Object.values(d).join('-').replace(/[^0-9]/g, '')}`), { steps: 1, data: { ...data, ...d } }), { progressStream: null });
+      } catch (e) {
+        expect(e).toBeInstanceOf(ConfigError);
+        return `${(e as ConfigError).field}: ${(e as ConfigError).message}`;
+      }
+      throw new Error('expected a ConfigError');
+    };
+    expect(await field({ trainRegion: '0:24,0:64,0:32', valRegion: '0:24,0:64,24:64' })).toMatch(/^data\.valRegion: .*overlaps data\.trainRegion/);
+    expect(await field({ trainRegion: '0:24,0:64,0:32', valRegion: '0:24,0:64,32:80' })).toMatch(/^data\.valRegion: .*reaches outside the volume of shape \[24, 64, 64\]/);
+    expect(await field({ trainRegion: '0:24,0:64,0:32', valRegion: '0:4,0:64,32:64' })).toMatch(/^data\.valRegion: .*smaller than the patch 8x32x32/);
+    expect(() => resolveTrainConfig({ data: { trainRegion: '0:8,0:32,0:32' } })).toThrow(/data\.valRegion: give both/);
+    expect(() => resolveTrainConfig({ data: { trainRegion: '0:8,0:32', valRegion: '8:16,0:32,0:32' } })).toThrow(/^data\.trainRegion: /);
+  }, 60_000);
 });

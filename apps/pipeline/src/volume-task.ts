@@ -16,7 +16,7 @@ import { fiberErrorByFace } from '@goe/head-fiber';
 import { dice, normalAngularError, surfaceDistance } from '@goe/head-geometry';
 import { makeTokenGrid, tokenCellVoxels, type TokenGrid } from '@goe/volume-stem';
 import { join } from 'node:path';
-import type { TrainConfig } from './config.js';
+import { parseDataRegion, type TrainConfig } from './config.js';
 import { ConfigError } from './errors.js';
 import { batchTensors, patchBatch, ROUTER_HEALTH_KEYS, type InkModel, type PatchBatch, type PatchBatchOptions, type RawPatch } from './model.js';
 import { dtypeMax } from './segment.js';
@@ -113,7 +113,7 @@ async function prepareFragment(c: TrainConfig, runDir: string): Promise<DataSour
   const [L, H, W] = frag.shape as [number, number, number];
   const [pd, ph, pw] = c.model.patch;
   const valH = Math.floor(H * c.data.validationFraction);
-  if (pd > L || ph > valH || ph > H - valH || pw > W) {
+  if (!c.data.trainRegion && (pd > L || ph > valH || ph > H - valH || pw > W)) {
     throw new ConfigError('model.patch', `patch ${c.model.patch.join('x')} does not fit the fragment ${dir} of ${L} layers x ${H} x ${W} split into ${H - valH} training and ${valH} validation rows`);
   }
   const ink = await frag.inkLabels();
@@ -132,8 +132,30 @@ async function prepareFragment(c: TrainConfig, runDir: string): Promise<DataSour
   };
 }
 
+/**
+ * The explicit `data.trainRegion` / `data.valRegion` boxes, when given, in place of the split: each
+ * inside the volume and at least one patch, and the two disjoint.
+ * @throws ConfigError naming the key
+ */
+function explicitRegions(c: TrainConfig, d: DataSources): DataSources {
+  if (!c.data.trainRegion) return d;
+  const shape = d.volume.shape;
+  const boxes = { trainRegion: parseDataRegion(c.data.trainRegion, 'data.trainRegion'), valRegion: parseDataRegion(c.data.valRegion, 'data.valRegion') };
+  for (const [key, r] of Object.entries(boxes)) {
+    if (r.offset.some((o, a) => o + r.shape[a]! > shape[a]!)) throw new ConfigError(`data.${key}`, `'${c.data[key as 'trainRegion']}' reaches outside the volume of shape [${shape.join(', ')}]`);
+    if (r.shape.some((s, a) => s < c.model.patch[a]!)) throw new ConfigError(`data.${key}`, `'${c.data[key as 'trainRegion']}' is smaller than the patch ${c.model.patch.join('x')}`);
+  }
+  const [t, v] = [boxes.trainRegion, boxes.valRegion];
+  const overlap = t.offset.every((o, a) => o < v.offset[a]! + v.shape[a]! && v.offset[a]! < o + t.shape[a]!);
+  if (overlap) throw new ConfigError('data.valRegion', `'${c.data.valRegion}' overlaps data.trainRegion '${c.data.trainRegion}': validation must never see a training voxel`);
+  return { ...d, trainRegion: t, valRegion: v };
+}
+
 async function prepareData(c: TrainConfig, runDir: string, model: InkModel): Promise<DataSources> {
-  if (c.data.source === 'fragment') return prepareFragment(c, runDir);
+  return explicitRegions(c, c.data.source === 'fragment' ? await prepareFragment(c, runDir) : await prepareVolume(c, runDir, model));
+}
+
+async function prepareVolume(c: TrainConfig, runDir: string, model: InkModel): Promise<DataSources> {
   const want = needs(model.heads, model.spec.geometryHead?.normals ?? false);
   const paths: Record<string, string> = {
     image: c.data.volume,
