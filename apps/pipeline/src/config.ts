@@ -99,6 +99,13 @@ export interface ModelConfig {
   heads: VolumeHeadName[];
   /** Weight of each head's loss in the total (multi-task). */
   lossWeights: Record<VolumeHeadName, number>;
+  /**
+   * Hand the fibre head each token's sheet-frame features beside its tokens (@goe/head-fiber
+   * `sheetFrameFeatures`: outward sheet normal, the recto direction axis x n, a recto/verso face score,
+   * computed from the patch on the host). With them the head tells recto from verso fibres; without
+   * it settles on one direction (packages/head-fiber/README.md).
+   */
+  fiberSheetFrame: boolean;
   /** The chosen stem's config (`@goe/volume-stem` or `@goe/sequence-stem`). */
   stem: Record<string, unknown>;
   encoder: Record<string, unknown>;
@@ -175,6 +182,7 @@ export const DEFAULT_TRAIN_CONFIG: TrainConfig = {
     auxWidth: 8,
     heads: ['ink'],
     lossWeights: { ink: 1, fiber: 1, geometry: 1 },
+    fiberSheetFrame: true,
     stem: {},
     encoder: {},
     core: {},

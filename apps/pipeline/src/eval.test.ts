@@ -210,12 +210,13 @@ describe('goe eval with the fibre and geometry heads', () => {
         for (let x = 0; x < 64; x += 32) {
           const box = { offset: [z, y, x], shape: [8, 32, 32] };
           const xs = Float32Array.from((await img.read(box)).data as Uint8Array, (v) => normaliseIntensity(v));
+          const skip = model.fiberFeatures(xs, 1, [8, 32, 32]);
           const out = tf.tidy(() => {
-            const f = model.forward(tf.tensor5d(xs, [1, 8, 32, 32, 1]), { training: false });
+            const f = model.forward(tf.tensor5d(xs, [1, 8, 32, 32, 1]), { training: false, fiberSkip: skip });
             return [f.fiber!, tf.sigmoid(f.geometry!.sheetLogits), f.geometry!.normals!];
           });
           const [fp, sp, np] = await Promise.all(out.map((t) => t.data()));
-          tf.dispose(out);
+          tf.dispose([...out, ...(skip ? [skip] : [])]);
           fibrePred.push(...fp!);
           normalPred.push(...np!);
           sheetProb.push(...sp!);

@@ -202,7 +202,9 @@ async function forEachTile(model: InkModel, volume: Volume, patch: readonly [num
     reads.forEach((r, b) => {
       for (let j = 0; j < n; j++) x[b * n + j] = normaliseIntensity(r.data[j] as number, scale);
     });
-    const out = tf.tidy(() => model.predict(tf.tensor5d(x, [group.length, ...patch, 1])) as Record<string, tf.Tensor>);
+    const skip = model.fiberFeatures(x, group.length, patch);
+    const out = tf.tidy(() => ({ ...model.predict(tf.tensor5d(x, [group.length, ...patch, 1]), skip) }) as Record<string, tf.Tensor>);
+    skip?.dispose();
     const host: Record<string, Float32Array> = {};
     for (const [k, t] of Object.entries(out)) host[k] = (await t.data()) as Float32Array;
     tf.dispose(Object.values(out));

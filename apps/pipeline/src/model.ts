@@ -10,12 +10,12 @@
  * The trunk can be handed in, so one encoder and one GoE layer can be trained behind either stem.
  */
 import { Module, tf, type Rng } from '@goe/tf';
-import { VolumeStem, type TokenGrid } from '@goe/volume-stem';
+import { makeTokenGrid, tokenCellVoxels, VolumeStem, type TokenGrid } from '@goe/volume-stem';
 import { SequenceStem, ByteHead, byteLoss } from '@goe/sequence-stem';
 import { Encoder } from '@goe/encoder';
 import { GoeLayer, readProvenance, type GoeOutput, type GoeProvenance, type ProvenanceArrays } from '@goe/core';
 import { InkHead, inkLoss, type DepthCollapseInput } from '@goe/head-ink';
-import { FiberHead, fiberLoss, fiberTargetsFromVoxels } from '@goe/head-fiber';
+import { FiberHead, fiberLoss, fiberTargetsFromVoxels, sheetFrameFeatures } from '@goe/head-fiber';
 import { GeometryHead, geometryLoss, type GeometryOutput } from '@goe/head-geometry';
 import { ConfigError } from './errors.js';
 import { volumeHeads, type ModelSpec, type SequenceModelSpec, type VolumeHeadName, type VolumeModelSpec } from './spec.js';
@@ -46,6 +46,8 @@ export interface PatchBatch {
   /** Host copies of the column labels and mask, `[B*H*W]`. */
   inkColumnLabels?: Uint8Array;
   inkColumnMask?: Uint8Array;
+  /** `[B, N, K]` the fibre head's per-token sheet-frame features, when it takes them (`InkModel.fiberFeatures`). */
+  fiberSkip?: tf.Tensor3D;
 }
 
 /** How `patchBatch` builds a batch. */
@@ -174,6 +176,7 @@ export function batchTensors(b: PatchBatch): tf.Tensor[] {
     b.inkColumns?.mask,
     b.fiber?.target,
     b.fiber?.mask,
+    b.fiberSkip,
     b.geometry?.sheet,
     b.geometry?.normals,
     b.geometry?.normalMask,
@@ -342,13 +345,31 @@ export class InkModel extends StemModel<tf.Tensor5D, VolumeStem> {
     return { tokens: s.tokens, aux: s.aux };
   }
 
-  /** @param x `[B, D, H, W, 1]` @returns each head's output and the router loss. */
-  forward(x: tf.Tensor5D, opts: { training: boolean }): InkForward {
+  /**
+   * The fibre head's per-token features for host intensities `image` `[B*D*H*W]` (any scale), when it
+   * takes them (`model.fiberSheetFrame`): @goe/head-fiber's `sheetFrameFeatures` over the stem's token
+   * grid. Computed on the host, in float64, so every backend gets the same features.
+   * @returns `[B, N, K]`, or undefined when the model has no fibre head or it takes no features
+   */
+  fiberFeatures(image: ArrayLike<number>, batch: number, patch: readonly [number, number, number]): tf.Tensor3D | undefined {
+    const k = this.fiberHead?.config.skip ?? 0;
+    if (k === 0) return undefined;
+    const grid = makeTokenGrid(patch, tokenCellVoxels(this.spec.stem));
+    const N = grid.dims[0] * grid.dims[1] * grid.dims[2];
+    return tf.tensor3d(sheetFrameFeatures(image, grid, batch).features, [batch, N, k]);
+  }
+
+  /**
+   * @param x `[B, D, H, W, 1]`
+   * @param opts.fiberSkip the fibre head's features (`fiberFeatures`), required when it takes them
+   * @returns each head's output and the router loss.
+   */
+  forward(x: tf.Tensor5D, opts: { training: boolean; fiberSkip?: tf.Tensor3D }): InkForward {
     const s = this.stem.apply(x, opts);
     const g = this.trunkApply(s, opts.training);
     const out: InkForward = { routerLoss: g.losses.total, health: routerHealth(g), grid: s.grid };
     if (this.inkHead) out.logits = this.inkHead.apply(g.tokens, s.grid);
-    if (this.fiberHead) out.fiber = this.fiberHead.apply(g.tokens);
+    if (this.fiberHead) out.fiber = this.fiberHead.apply(g.tokens, opts.fiberSkip);
     if (this.geometryHead) out.geometry = this.geometryHead.apply(g.tokens, s.grid);
     disposeProvenance(g);
     return out;
@@ -359,8 +380,8 @@ export class InkModel extends StemModel<tf.Tensor5D, VolumeStem> {
    * `[B, D, H, W]`, fibre directions and sheet normals `[B, N, 3]` (unit, sign arbitrary); only the
    * heads the model carries. Call inside `tf.tidy` (or dispose the tensors).
    */
-  predict(x: tf.Tensor5D): VolumePredictions {
-    return this.predictionsOf(this.forward(x, { training: false }));
+  predict(x: tf.Tensor5D, fiberSkip?: tf.Tensor3D): VolumePredictions {
+    return this.predictionsOf(this.forward(x, { training: false, fiberSkip }));
   }
 
   /** The named predictions of a forward pass (see `predict`). */

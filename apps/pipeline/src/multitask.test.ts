@@ -96,9 +96,11 @@ describe('loss weights and head selection', () => {
     }));
     const grid = { dims: [2, 8, 8] as [number, number, number], cell: [4, 4, 4] as [number, number, number], inputShape: [8, 32, 32] as [number, number, number] };
     const b = patchBatch(patches, [8, 32, 32], { heads: ['ink', 'fiber'], grid });
+    b.fiberSkip = model.fiberFeatures(b.image, 2, [8, 32, 32]);
+    expect(b.fiberSkip?.shape).toEqual([2, 2 * 8 * 8, 15]);
     const before = tf.memory().numTensors;
     const vars = model.variables();
-    const { grads, value } = tf.variableGrads(() => model.loss(model.forward(b.x, { training: true }), b).total, [...vars.values()]);
+    const { grads, value } = tf.variableGrads(() => model.loss(model.forward(b.x, { training: true, fiberSkip: b.fiberSkip }), b).total, [...vars.values()]);
     const absSum = async (prefix: string): Promise<number> => {
       let s = 0;
       for (const [k, v] of vars) {
@@ -145,6 +147,10 @@ describe('loss weights and head selection', () => {
     expect(err({ model: { lossWeights: { fiber: -1 } } }).field).toBe('model.lossWeights.fiber');
     expect(err({ model: { lossWeights: { colour: 1 } } }).field).toBe('model.lossWeights.colour');
     expect(err({ model: { heads: ['fiber'], fiberHead: { hidden: -1 } } }).field).toBe('model.fiberHead.hidden');
+    expect(err({ model: { heads: ['fiber'], fiberHead: { skip: 3 } } }).field).toBe('model.fiberHead.skip');
+    expect(err({ model: { heads: ['fiber'], fiberHead: { output: 'tensor' } } }).field).toBe('model.fiberHead.output');
+    expect((resolveModelSpec(resolveTrainConfig({ model: { heads: ['fiber'], fiberSheetFrame: false } }).model) as VolumeModelSpec).fiberHead?.skip).toBe(0);
+    expect((resolveModelSpec(resolveTrainConfig({ model: { heads: ['fiber'] } }).model) as VolumeModelSpec).fiberHead?.skip).toBe(15);
     expect(err({ data: { source: 'zarr', volume: 'v.zarr', inkLabels: 'i.zarr' }, model: { heads: ['ink', 'fiber'] } }).field).toBe('data.fibreField');
     expect(err({ data: { source: 'zarr', volume: 'v.zarr', papyrusLabels: 'p.zarr' }, model: { heads: ['geometry'] } }).field).toBe('data.normalField');
     expect(resolveTrainConfig({ model: { heads: 'geometry,ink' as unknown as string[] } }).model.heads).toEqual(['ink', 'geometry']);

@@ -130,7 +130,9 @@ export function volumePredictor(model: InkModel, window: readonly [number, numbe
     outputs,
     async predict(inputs: Float32Array, count: number): Promise<Record<string, Float32Array>> {
       if (inputs.length !== count * D * H * W) throw new RangeError(`predict: ${inputs.length} inputs for ${count} windows of ${D}x${H}x${W}`);
-      const p = tf.tidy(() => ({ ...model.predict(tf.tensor5d(inputs, [count, D, H, W, 1])) }) as Record<string, tf.Tensor>);
+      const skip = model.fiberFeatures(inputs, count, [D, H, W]);
+      const p = tf.tidy(() => ({ ...model.predict(tf.tensor5d(inputs, [count, D, H, W, 1]), skip) }) as Record<string, tf.Tensor>);
+      skip?.dispose();
       const out: Record<string, Float32Array> = {};
       try {
         // [B, D, H, W] is [B, 1, D, H, W] in memory: one channel.

@@ -7,7 +7,7 @@
 import { resolveGoeConfig, type GoeConfig } from '@goe/core';
 import { resolveEncoderConfig, type EncoderConfig } from '@goe/encoder';
 import { resolveInkHeadConfig, type InkHeadConfig } from '@goe/head-ink';
-import { resolveFiberHeadConfig, type FiberHeadConfig } from '@goe/head-fiber';
+import { resolveFiberHeadConfig, SHEET_FEATURE_WIDTH, type FiberHeadConfig } from '@goe/head-fiber';
 import { resolveGeometryHeadConfig, type GeometryHeadConfig } from '@goe/head-geometry';
 import { resolveByteHeadConfig, resolveSequenceStemConfig, type ByteHeadConfig, type SequenceStemConfig } from '@goe/sequence-stem';
 import { ConfigFieldError } from '@goe/tf';
@@ -102,11 +102,26 @@ export function resolveModelSpec(m: ModelConfig): ModelSpec {
     stemKind: 'volume',
     stem,
     ...(heads.has('ink') ? { head: resolvePart('model.inkHead', () => resolveInkHeadConfig({ ...m.inkHead, d, cell })) } : {}),
-    ...(heads.has('fiber') ? { fiberHead: resolvePart('model.fiberHead', () => resolveFiberHeadConfig({ ...m.fiberHead, d })) } : {}),
+    ...(heads.has('fiber') ? { fiberHead: resolveFiberHead(m) } : {}),
     ...(heads.has('geometry') ? { geometryHead: resolvePart('model.geometryHead', () => resolveGeometryHeadConfig({ ...m.geometryHead, d, cell })) } : {}),
     lossWeights: { ...m.lossWeights },
     ...common,
   };
+}
+
+/**
+ * The fibre head's config: its skip width is the sheet-frame features' (`model.fiberSheetFrame`) or 0,
+ * the only features the pipeline computes.
+ */
+function resolveFiberHead(m: ModelConfig): FiberHeadConfig {
+  if (m.fiberHead['skip'] !== undefined) {
+    throw new ConfigError('model.fiberHead.skip', `is set by model.fiberSheetFrame (${SHEET_FEATURE_WIDTH} sheet-frame features, or none); got ${JSON.stringify(m.fiberHead['skip'])}`);
+  }
+  const c = resolvePart('model.fiberHead', () => resolveFiberHeadConfig({ ...m.fiberHead, d: m.width, skip: m.fiberSheetFrame ? SHEET_FEATURE_WIDTH : 0 }));
+  // Validation, eval and segmentation read unit directions; the tensor output (which measured no
+  // better on the hard phantom, packages/head-fiber/README.md) would need its own read-out in each.
+  if (c.output !== 'vector') throw new ConfigError('model.fiberHead.output', `the pipeline trains the 'vector' output; got '${c.output}'`);
+  return c;
 }
 
 /**

@@ -264,12 +264,18 @@ export async function volumeTask(c: TrainConfig, runDir: string, model: InkModel
     prefetch: 0,
     ...fragmentSampling,
   });
+  /** The fibre head's sheet-frame features of a batch, when it takes them (computed from the host image). */
+  const withFiberFeatures = (b: PatchBatch): PatchBatch => {
+    const skip = model.fiberFeatures(b.image, b.x.shape[0], patch);
+    if (skip) b.fiberSkip = skip;
+    return b;
+  };
   const valBatches: PatchBatch[] = [];
   for (let i = 0; i < c.validationPatches; i += c.batch) {
     const n = Math.min(c.batch, c.validationPatches - i);
     const patches: RawPatch[] = [];
     for (let j = 0; j < n; j++) patches.push(await withFields(await valSampler.next()));
-    valBatches.push(patchBatch(patches, patch, batchOptions));
+    valBatches.push(withFiberFeatures(patchBatch(patches, patch, batchOptions)));
   }
   valSampler.close();
   const predictions = join(runDir, 'predictions.png');
@@ -295,10 +301,10 @@ export async function volumeTask(c: TrainConfig, runDir: string, model: InkModel
     async nextBatch() {
       const patches: RawPatch[] = [];
       for (let j = 0; j < c.batch; j++) patches.push(await withFields(await sampler.next()));
-      return patchBatch(patches, patch, batchOptions);
+      return withFiberFeatures(patchBatch(patches, patch, batchOptions));
     },
     losses(batch, training) {
-      return model.loss(model.forward(batch.x, { training }), batch);
+      return model.loss(model.forward(batch.x, { training, fiberSkip: batch.fiberSkip }), batch);
     },
     disposeBatch(batch) {
       tf.dispose(batchTensors(batch));
@@ -308,7 +314,7 @@ export async function volumeTask(c: TrainConfig, runDir: string, model: InkModel
       let lossSum = 0;
       for (const b of valBatches) {
         const out = tf.tidy(() => {
-          const f = model.forward(b.x, { training: false });
+          const f = model.forward(b.x, { training: false, fiberSkip: b.fiberSkip });
           const kept = { loss: model.loss(f, b).total, ...model.predictionsOf(f) } as Record<string, tf.Tensor>;
           // Fragments are scored on the collapsed 2D map, as their labels are.
           if (b.inkColumns && f.logits) kept['ink'] = tf.sigmoid(collapseDepth(f.logits, b.inkColumns.collapse));
