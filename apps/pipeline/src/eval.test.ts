@@ -1,7 +1,7 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { makeRng, tf, useBackend } from '@goe/tf';
 import { inkMetrics } from '@goe/head-ink';
-import { fiberErrorByFace, fiberTargetsFromVoxels } from '@goe/head-fiber';
+import { fiberErrorByFace, fiberTargetsFromVoxels, structureTensorFibers } from '@goe/head-fiber';
 import { dice, normalAngularError } from '@goe/head-geometry';
 import { createVolume, openVolume } from '@goe/scroll-io';
 import { resolvePhantomConfig, writePhantom } from '@goe/phantom';
@@ -199,6 +199,7 @@ describe('goe eval with the fibre and geometry heads', () => {
     const fib = await openVolume(multiScroll.fields.fibre);
     const nrm = await openVolume(multiScroll.fields.normal);
     const fibrePred: number[] = [];
+    const classical: number[] = [];
     const fibreTrue: number[] = [];
     const normalPred: number[] = [];
     const normalTrue: number[] = [];
@@ -210,6 +211,7 @@ describe('goe eval with the fibre and geometry heads', () => {
         for (let x = 0; x < 64; x += 32) {
           const box = { offset: [z, y, x], shape: [8, 32, 32] };
           const xs = Float32Array.from((await img.read(box)).data as Uint8Array, (v) => normaliseIntensity(v));
+          classical.push(...structureTensorFibers(xs, grid, 1).direction);
           const skip = model.fiberFeatures(xs, 1, [8, 32, 32]);
           const out = tf.tidy(() => {
             const f = model.forward(tf.tensor5d(xs, [1, 8, 32, 32, 1]), { training: false, fiberSkip: skip });
@@ -234,6 +236,9 @@ describe('goe eval with the fibre and geometry heads', () => {
       expect(got[part].mean).toBeCloseTo(want[part].mean, 3);
       expect(Math.abs(got[part].median - want[part].median)).toBeLessThanOrEqual(0.0051);
     }
+    const st = fiberErrorByFace(classical, fibreTrue).all;
+    expect(got.structureTensor.count).toBe(st.count);
+    expect(got.structureTensor.mean).toBeCloseTo(st.mean, 3);
     const g = r.heads.geometry!;
     expect(g.dice).toBeCloseTo(dice(sheetProb, sheetTrue), 10);
     const wantNormal = normalAngularError(normalPred, normalTrue);

@@ -6,7 +6,7 @@
  */
 import { initBackend, tf, type BackendChoice } from '@goe/tf';
 import { AUC_BINS, InkMetricAccumulator, type StreamedInkMetrics } from '@goe/head-ink';
-import { fiberTargetsFromVoxels } from '@goe/head-fiber';
+import { fiberTargetsFromVoxels, structureTensorFibers } from '@goe/head-fiber';
 import { surfaceDistance } from '@goe/head-geometry';
 import { copyBox, openVolume, parseRegion, ScrollIoOptionError, ZarrNotFoundError, type Region, type Volume } from '@goe/scroll-io';
 import { makeTokenGrid, tokenCellVoxels, type TokenGrid } from '@goe/volume-stem';
@@ -68,6 +68,11 @@ export interface FiberEvalMetrics {
   horizontal: AngleSummary;
   /** True fibre within 45° of the scroll axis (verso). */
   vertical: AngleSummary;
+  /**
+   * The classical estimate on the same tokens, for comparison: the least-change eigenvector of the
+   * cell-averaged gradient structure tensor of the tile (@goe/head-fiber `structureTensorFibers`).
+   */
+  structureTensor: AngleSummary;
 }
 
 /** The geometry head's metrics over a region. */
@@ -173,6 +178,8 @@ async function openBeside(data: string, volumeShape: string, sub: string, given:
 /** One tile's raw outputs of every head, over the whole tile. */
 interface TileOutputs {
   origin: number[];
+  /** `[D*H*W]` the tile's normalised intensities (the model's input). */
+  image: Float32Array;
   /** `[D*H*W]` ink probability. */
   ink?: Float32Array;
   /** `[N*3]` fibre directions. */
@@ -215,7 +222,7 @@ async function forEachTile(model: InkModel, volume: Volume, patch: readonly [num
         const per = a.length / group.length;
         return a.subarray(b * per, (b + 1) * per);
       };
-      await onTile({ origin: group[b] as number[], ink: part('ink'), fiber: part('fiber'), sheet: part('sheet'), normals: part('normals') });
+      await onTile({ origin: group[b] as number[], image: x.subarray(b * n, (b + 1) * n), ink: part('ink'), fiber: part('fiber'), sheet: part('sheet'), normals: part('normals') });
     }
   }
   return origins.length;
@@ -307,7 +314,7 @@ export async function evaluate(o: EvalOptions): Promise<EvalResult> {
     for (const [k, v] of Object.entries({ ink, papyrus, fibre, normal })) if (v) labels[k as 'ink'] = v.path;
 
     const inkAcc = new InkMetricAccumulator({ ignoreValue: o.ignoreValue });
-    const fiberAcc = { all: new AngleAccumulator(), horizontal: new AngleAccumulator(), vertical: new AngleAccumulator() };
+    const fiberAcc = { all: new AngleAccumulator(), horizontal: new AngleAccumulator(), vertical: new AngleAccumulator(), structureTensor: new AngleAccumulator() };
     const normalAcc = new AngleAccumulator();
     const sheet = { tp: 0, fp: 0, fn: 0, boundary: 0, distSum: 0, p95Sum: 0 };
     const tiles = await forEachTile(model, volume, patch, region, o.batch ?? 4, async (t) => {
@@ -315,7 +322,9 @@ export async function evaluate(o: EvalOptions): Promise<EvalResult> {
       if (t.ink && ink) inkAcc.add(cutTile(t.ink, patch, within, box.shape), (await ink.volume.read(box)).data);
       if (t.fiber && fibre) {
         const target = await tileTargets(fibre.volume, t.origin, grid);
+        const classical = structureTensorFibers(t.image, grid, 1).direction;
         for (const k of tokensInRegion(t.origin, grid, region)) {
+          fiberAcc.structureTensor.add(classical, 3 * k, target, 3 * k);
           const deg = fiberAcc.all.add(t.fiber, 3 * k, target, 3 * k);
           if (deg === undefined) continue;
           // Vertical (verso) when the true fibre is within 45° of the scroll axis z.
@@ -348,7 +357,14 @@ export async function evaluate(o: EvalOptions): Promise<EvalResult> {
     });
     const result: EvalResult['heads'] = {};
     if (ink) result.ink = inkAcc.result();
-    if (fibre) result.fiber = { all: fiberAcc.all.result(), horizontal: fiberAcc.horizontal.result(), vertical: fiberAcc.vertical.result() };
+    if (fibre) {
+      result.fiber = {
+        all: fiberAcc.all.result(),
+        horizontal: fiberAcc.horizontal.result(),
+        vertical: fiberAcc.vertical.result(),
+        structureTensor: fiberAcc.structureTensor.result(),
+      };
+    }
     if (papyrus) {
       const den = 2 * sheet.tp + sheet.fp + sheet.fn;
       result.geometry = {
@@ -395,7 +411,14 @@ export function formatEvalTable(r: EvalResult): string {
   }
   const fiber = r.heads.fiber;
   if (fiber) {
-    lines.push('', 'fibre direction, sign-free angular error:', `  all         ${deg(fiber.all)}`, `  horizontal  ${deg(fiber.horizontal)}`, `  vertical    ${deg(fiber.vertical)}`);
+    lines.push(
+      '',
+      'fibre direction, sign-free angular error:',
+      `  all         ${deg(fiber.all)}`,
+      `  horizontal  ${deg(fiber.horizontal)}`,
+      `  vertical    ${deg(fiber.vertical)}`,
+      `  structure tensor (classical, same tokens)  ${deg(fiber.structureTensor)}`,
+    );
   }
   const g = r.heads.geometry;
   if (g) {
