@@ -9,7 +9,8 @@
  * One `expertHidden` (h) sizes every kind:
  * - `mlp`: SwiGLU with hidden width h;
  * - `attention`: a pre-norm transformer block whose feed-forward is dim -> h -> dim (GELU);
- * - `conv`: a depthwise 3x3x3 convolution followed by the pointwise expansion dim -> h -> dim (GELU).
+ * - `conv`: a depthwise 3x3x3 convolution followed by the pointwise expansion dim -> h -> dim (GELU);
+ * - `linear`: one matrix, `f(x) = x W` (h unused).
  *
  * Legend: R = B·N token rows (batch-major), n rows given to one expert, C = dim,
  * grid `[gz, gy, gx]` with N = gz·gy·gx (z-major, C order).
@@ -104,6 +105,31 @@ export class SwiGluExpert extends Expert {
 
   flopsPerRow(): number {
     return 3 * this.dim * this.hidden;
+  }
+}
+
+/**
+ * A linear expert `f(x) = x W`, W `[dim, dim]`, no bias. The simplest operator of the library: it can
+ * represent exactly a linear map of the token (a rotation, for the structure-recovery task of
+ * `routing-task.ts`), which SwiGLU, degree-2 homogeneous far from the origin, can only approximate.
+ */
+export class LinearExpert extends Expert {
+  readonly w: tf.Variable;
+  constructor(
+    readonly dim: number,
+    rng: Rng,
+  ) {
+    super();
+    this.w = this.param('w', [dim, dim], { kind: 'glorot' }, rng);
+  }
+
+  /** @param x `[n, dim]` @returns `[n, dim]` */
+  apply(x: tf.Tensor2D): tf.Tensor2D {
+    return tf.matMul(x, this.w);
+  }
+
+  flopsPerRow(): number {
+    return this.dim * this.dim;
   }
 }
 
@@ -418,11 +444,12 @@ export class ConvExpert extends Expert {
   }
 }
 
-/** Expert kinds by config key. Built in: `mlp` (SwiGLU), `attention`, `conv`. */
+/** Expert kinds by config key. Built in: `mlp` (SwiGLU), `attention`, `conv`, `linear`. */
 export const expertRegistry = new Registry<ExpertFactory>('expert');
 expertRegistry.register('mlp', (spec, rng) => new SwiGluExpert(spec.dim, spec.hidden, rng));
 expertRegistry.register('attention', (spec, rng) => new AttentionExpert(spec.dim, spec.hidden, rng));
 expertRegistry.register('conv', (spec, rng) => new ConvExpert(spec.dim, spec.hidden, rng));
+expertRegistry.register('linear', (spec, rng) => new LinearExpert(spec.dim, rng));
 
 /**
  * The expert kinds of a heterogeneous library: `config.expert` is one registry key or a comma-separated
