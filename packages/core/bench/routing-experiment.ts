@@ -5,10 +5,15 @@
  * recover the structure (the learned A against G), and does `goe` beat flat `topk` at the same active
  * compute (the same k, K, M, d and steps, so the same expert evaluations per token)?
  *
- *   npx nx run core:experiment [-- --steps 600 --batch 256 --seeds 3 --k 2 --lr 0.01 --gamma 1
+ *   npx nx run core:experiment [-- --steps 400 --warmup 300 --curriculum all --batch 256 --seeds 3
+ *                                  --k 2 --lr 0.01 --gamma 8 --expert linear
  *                                  --models topk,topk+msg,goe-route,goe --tasks graph,content
  *                                  --workers 2 --backend wasm --verbose
  *                                  --layer '{"renormalizeGates":false}']   (config keys over every model)
+ *
+ * Every model gets the same training: `--warmup` Adam steps on each shorter composition (`--curriculum
+ * all`: lengths 1 … K−1 in turn; `first`: length 1 only; `--warmup 0`: none), then `--steps` on the
+ * whole task (`trainRoutingModel`'s curriculum).
  *
  * Models (one layer each, the task fixes d = 8, M = 4, K = 3):
  * - `topk`: flat top-k routing, no expert messages (the Switch/GShard baseline);
@@ -45,6 +50,8 @@ interface Job {
   seed: number;
   layer: GoeConfigInput;
   steps: number;
+  warmupSteps: number;
+  curriculum: 'first' | 'all';
   batch: number;
   lr: number;
   backend: string;
@@ -74,12 +81,15 @@ function options() {
   const { values } = parseArgs({
     args: process.argv.slice(2),
     options: {
-      steps: { type: 'string', default: '600' },
+      steps: { type: 'string', default: '400' },
+      warmup: { type: 'string', default: '300' },
+      curriculum: { type: 'string', default: 'all' },
+      expert: { type: 'string', default: 'linear' },
       batch: { type: 'string', default: '256' },
       seeds: { type: 'string', default: '3' },
       k: { type: 'string', default: '2' },
       lr: { type: 'string', default: '0.01' },
-      gamma: { type: 'string', default: '1' },
+      gamma: { type: 'string', default: '8' },
       layer: { type: 'string', default: '{}' },
       models: { type: 'string', default: Object.keys(MODELS).join(',') },
       tasks: { type: 'string', default: 'graph,content' },
@@ -89,7 +99,7 @@ function options() {
       worker: { type: 'boolean', default: false },
     },
   });
-  const int = (flag: 'steps' | 'batch' | 'seeds' | 'k' | 'workers', min: number): number => {
+  const int = (flag: 'steps' | 'warmup' | 'batch' | 'seeds' | 'k' | 'workers', min: number): number => {
     const v = Number(values[flag]);
     if (!Number.isInteger(v) || v < min) usage(flag, `an integer >= ${min}`, values[flag]);
     return v;
@@ -110,11 +120,15 @@ function options() {
     usage('layer', 'a JSON object of layer config keys', values.layer);
   }
   if (typeof layer !== 'object' || layer === null || Array.isArray(layer)) usage('layer', 'a JSON object of layer config keys', values.layer);
+  if (values.curriculum !== 'first' && values.curriculum !== 'all') usage('curriculum', "'first' or 'all'", values.curriculum);
   // Unknown keys and bad values fail here, before any worker starts.
-  resolveGoeConfig({ d: 8, experts: 4, ...layer });
+  resolveGoeConfig({ d: 8, experts: 4, expert: values.expert, ...layer });
   return {
     layer,
     steps: int('steps', 1),
+    warmupSteps: int('warmup', 0),
+    curriculum: values.curriculum as 'first' | 'all',
+    expert: values.expert,
     batch: int('batch', 1),
     seeds: int('seeds', 1),
     k: int('k', 1),
@@ -140,7 +154,15 @@ async function workerLoop(): Promise<void> {
         backend = msg.backend;
       }
       const task = makeRoutingTask({ kind: msg.task, seed: msg.seed });
-      const r = await trainRoutingModel(task, { layer: msg.layer, steps: msg.steps, batch: msg.batch, lr: msg.lr, seed: msg.seed });
+      const r = await trainRoutingModel(task, {
+        layer: msg.layer,
+        steps: msg.steps,
+        warmupSteps: msg.warmupSteps,
+        curriculum: msg.curriculum,
+        batch: msg.batch,
+        lr: msg.lr,
+        seed: msg.seed,
+      });
       const out: JobResult = {
         relativeMse: r.relativeMse,
         initialRelativeMse: r.initialRelativeMse,
@@ -217,12 +239,23 @@ async function main(): Promise<void> {
   if (!have.includes(backend as BackendName)) usage('backend', `one of ${have.join(', ')}`, backend);
   // k = 1 with renormalised gates fixes every gate at 1, which leaves the router without a gradient
   // from the task; there the gate is the router probability (Switch Transformer).
-  const common: GoeConfigInput = { k: o.k, renormalizeGates: o.k > 1, graphGamma: o.gamma, ...o.layer };
+  const common: GoeConfigInput = { k: o.k, renormalizeGates: o.k > 1, graphGamma: o.gamma, expert: o.expert, ...o.layer };
   const jobs: Job[] = [];
   for (const task of o.tasks) {
     for (const model of o.models) {
       for (let seed = 1; seed <= o.seeds; seed++) {
-        jobs.push({ task, model, seed, layer: { ...common, ...MODELS[model] }, steps: o.steps, batch: o.batch, lr: o.lr, backend });
+        jobs.push({
+          task,
+          model,
+          seed,
+          layer: { ...common, ...MODELS[model] },
+          steps: o.steps,
+          warmupSteps: o.warmupSteps,
+          curriculum: o.curriculum,
+          batch: o.batch,
+          lr: o.lr,
+          backend,
+        });
       }
     }
   }
@@ -233,7 +266,11 @@ async function main(): Promise<void> {
   const d = 8;
   const m = 4;
   const kSteps = 3;
-  console.log(`## Structure recovery: d = ${d}, M = ${m}, K = ${kSteps}, k = ${o.k}, γ = ${o.gamma}, ${o.steps} Adam steps of ${o.batch} samples, lr ${o.lr}, ${o.seeds} seeds, backend ${backend}${Object.keys(o.layer).length ? `, layer ${JSON.stringify(o.layer)}` : ''}\n`);
+  const warm = o.warmupSteps > 0 ? `${o.warmupSteps} warm-up steps on length${o.curriculum === 'all' ? 's 1 … K−1 each' : ' 1'}, then ` : '';
+  console.log(
+    `## Structure recovery: d = ${d}, M = ${m}, K = ${kSteps}, k = ${o.k}, γ = ${o.gamma}, ${o.expert} experts, ${warm}${o.steps} Adam steps of ${o.batch} samples, ` +
+      `lr ${o.lr}, ${o.seeds} seeds, backend ${backend}${Object.keys(o.layer).length ? `, layer ${JSON.stringify(o.layer)}` : ''}\n`,
+  );
   for (const task of o.tasks) {
     const infos = Array.from({ length: o.seeds }, (_, i) => {
       const t = makeRoutingTask({ kind: task, seed: i + 1 });
@@ -259,11 +296,12 @@ async function main(): Promise<void> {
       );
     }
   }
-  const goe = results.findIndex((_, i) => jobs[i]!.task === 'graph' && jobs[i]!.model === 'goe');
-  if (goe >= 0) {
-    const g = makeRoutingTask({ kind: 'graph', seed: jobs[goe]!.seed }).params.successor;
-    console.log(`\nLearned A of \`goe\` on graph, seed ${jobs[goe]!.seed}, relabelled to function order, beside G:`);
-    results[goe]!.adjacencyAligned.forEach((row, a) =>
+  for (const model of ['goe-route', 'goe']) {
+    const at = results.findIndex((_, i) => jobs[i]!.task === 'graph' && jobs[i]!.model === model);
+    if (at < 0) continue;
+    const g = makeRoutingTask({ kind: 'graph', seed: jobs[at]!.seed }).params.successor;
+    console.log(`\nLearned A of \`${model}\` on graph, seed ${jobs[at]!.seed}, relabelled to function order, beside G:`);
+    results[at]!.adjacencyAligned.forEach((row, a) =>
       console.log(`    ${row.map((v) => v.toFixed(2)).join('  ')}    |  ${row.map((_, b) => (g[a] === b ? '1' : '0')).join(' ')}`),
     );
   }

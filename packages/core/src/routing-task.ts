@@ -281,6 +281,13 @@ export interface RoutingRunOptions {
   testSize: number;
   /** Record the training loss every this many steps (0 = never). */
   logEvery: number;
+  /**
+   * Curriculum: Adam steps on the one-step task (cycle 0 alone, the same functions) before the `steps`
+   * on the whole composition; the full layer starts from the weights they trained. 0 = none.
+   */
+  warmupSteps: number;
+  /** `first`: warm up on the one-step task only; `all`: on every shorter length 1 … K−1 in turn. */
+  curriculum: 'first' | 'all';
 }
 
 export const ROUTING_RUN_DEFAULTS: Readonly<Omit<RoutingRunOptions, 'layer'>> = Object.freeze({
@@ -290,7 +297,35 @@ export const ROUTING_RUN_DEFAULTS: Readonly<Omit<RoutingRunOptions, 'layer'>> = 
   seed: 1,
   testSize: 1024,
   logEvery: 0,
+  warmupSteps: 0,
+  curriculum: 'first',
 });
+
+/**
+ * Fills `ROUTING_RUN_DEFAULTS` and validates; throws `GoeConfigError` naming the field
+ * (`routingRun.<field>`) for an unknown key or a bad value. The layer config is checked by the layer.
+ */
+export function resolveRoutingRunOptions(options: Partial<RoutingRunOptions> & Pick<RoutingRunOptions, 'layer'>): RoutingRunOptions {
+  for (const k of Object.keys(options)) {
+    if (k !== 'layer' && !(k in ROUTING_RUN_DEFAULTS)) {
+      throw new GoeConfigError(`routingRun.${k}`, `a known key (layer, ${Object.keys(ROUTING_RUN_DEFAULTS).join(', ')})`, 'unknown key');
+    }
+  }
+  const o = { ...ROUTING_RUN_DEFAULTS, ...options };
+  for (const [field, min] of [['steps', 0], ['batch', 1], ['testSize', 1], ['logEvery', 0], ['warmupSteps', 0], ['seed', -(2 ** 31)]] as const) {
+    const v = o[field];
+    if (typeof v !== 'number' || !Number.isInteger(v) || v < min) throw new GoeConfigError(`routingRun.${field}`, `an integer >= ${min}`, v);
+  }
+  if (typeof o.lr !== 'number' || !(o.lr > 0) || !Number.isFinite(o.lr)) throw new GoeConfigError('routingRun.lr', 'a finite number > 0', o.lr);
+  if (o.curriculum !== 'first' && o.curriculum !== 'all') throw new GoeConfigError('routingRun.curriculum', "'first' or 'all'", o.curriculum);
+  return o;
+}
+
+/** The composition lengths warmed up on before the full K (none when `warmupSteps` is 0). */
+function curriculumLengths(k: number, warmupSteps: number, curriculum: 'first' | 'all'): number[] {
+  if (warmupSteps <= 0 || k <= 1) return [];
+  return curriculum === 'first' ? [1] : Array.from({ length: k - 1 }, (_, i) => i + 1);
+}
 
 /** What one training run measured, on the held-out set. */
 export interface RoutingRunResult {
@@ -313,6 +348,8 @@ export interface RoutingRunResult {
    * expert per function across cycles.
    */
   routingInformationPerCycle: number[];
+  /** Per cycle `[K][M][M]`: how often function f's step went to expert e (slot 0), in expert order. */
+  confusionPerCycle: number[][][];
   /** Trainable parameters of the layer (Θ counts for every router, W_c only with messages). */
   parameters: number;
   /** The layer's A `[M][M]` in expert order. */
@@ -354,13 +391,65 @@ export function routingLayerConfig(task: RoutingTask, layer: GoeConfigInput): Go
   });
 }
 
+/** Copies every variable `to` shares with `from` (same dotted name and shape). */
+function copyVariables(from: GoeLayer, to: GoeLayer): void {
+  const src = from.variables();
+  for (const [name, v] of to.variables()) {
+    const w = src.get(name);
+    if (w && w.shape.join() === v.shape.join()) v.assign(w);
+  }
+}
+
+/**
+ * `steps` Adam steps on `MSE(layer(x_0), y) + losses.total` over fresh samples of `task`; the MSE is
+ * pushed to `lossCurve` every `logEvery` steps, numbered from `offset`.
+ */
+async function fitLayer(
+  layer: GoeLayer,
+  task: RoutingTask,
+  adam: Adam,
+  rng: Rng,
+  steps: number,
+  batch: number,
+  lr: number,
+  logEvery: number,
+  lossCurve: [number, number][],
+  offset = 0,
+): Promise<void> {
+  const d = task.spec.d;
+  for (let step = 0; step < steps; step++) {
+    const s = task.sample(rng, batch);
+    const x = tf.tensor3d(s.x, [1, s.n, d]);
+    const y = tf.tensor3d(s.y, [1, s.n, d]);
+    let logged: tf.Scalar | null = null;
+    const log = logEvery > 0 && step % logEvery === 0;
+    adam
+      .minimize(
+        layer,
+        () => {
+          const out = layer.apply({ tokens: x }, { training: true });
+          const mse = tf.mean(tf.square(tf.sub(out.tokens, y))) as tf.Scalar;
+          if (log) logged = tf.keep(tf.clone(mse));
+          return tf.add(mse, out.losses.total) as tf.Scalar;
+        },
+        lr,
+      )
+      .dispose();
+    if (logged) {
+      lossCurve.push([offset + step, (await (logged as tf.Scalar).data())[0] as number]);
+      (logged as tf.Scalar).dispose();
+    }
+    tf.dispose([x, y]);
+  }
+}
+
 /**
  * Trains a GoE layer (any router) on the task with Adam on `MSE(layer(x_0), y) + losses.total`, then
  * measures it on a held-out set: error, routing against the known expert sequence, and the learned
  * graph against the true one. Runs on the current backend.
  */
 export async function trainRoutingModel(task: RoutingTask, options: Partial<RoutingRunOptions> & Pick<RoutingRunOptions, 'layer'>): Promise<RoutingRunResult> {
-  const o = { ...ROUTING_RUN_DEFAULTS, ...options };
+  const o = resolveRoutingRunOptions(options);
   const t0 = performance.now();
   const { d, functions: m, steps: kSteps } = task.spec;
   const config = routingLayerConfig(task, o.layer);
@@ -382,30 +471,27 @@ export async function trainRoutingModel(task: RoutingTask, options: Partial<Rout
   const adam = new Adam();
   const rng = makeRng(o.seed * 7 + 3);
   const lossCurve: [number, number][] = [];
-  for (let step = 0; step < o.steps; step++) {
-    const s = task.sample(rng, o.batch);
-    const x = tf.tensor3d(s.x, [1, s.n, d]);
-    const y = tf.tensor3d(s.y, [1, s.n, d]);
-    let logged: tf.Scalar | null = null;
-    const log = o.logEvery > 0 && step % o.logEvery === 0;
-    adam
-      .minimize(
-        layer,
-        () => {
-          const out = layer.apply({ tokens: x }, { training: true });
-          const mse = tf.mean(tf.square(tf.sub(out.tokens, y))) as tf.Scalar;
-          if (log) logged = tf.keep(tf.clone(mse));
-          return tf.add(mse, out.losses.total) as tf.Scalar;
-        },
-        o.lr,
-      )
-      .dispose();
-    if (logged) {
-      lossCurve.push([step, (await (logged as tf.Scalar).data())[0] as number]);
-      (logged as tf.Scalar).dispose();
+  let done = 0;
+  let prev: GoeLayer | null = null;
+  for (const len of curriculumLengths(kSteps, o.warmupSteps, o.curriculum)) {
+    // Shorter compositions first (the same functions): cycle 0's routing is read from the content, so
+    // the experts can specialise on one function each before later cycles depend on which expert did
+    // what. Adam's moments carry over (its slots are keyed by variable name, the same in every layer).
+    const part = makeRoutingTask({ ...task.spec, steps: len });
+    const warm = new GoeLayer(routingLayerConfig(part, o.layer), makeRng(o.seed));
+    if (prev) {
+      copyVariables(prev, warm);
+      prev.dispose();
     }
-    tf.dispose([x, y]);
+    await fitLayer(warm, part, adam, rng, o.warmupSteps, o.batch, o.lr, o.logEvery, lossCurve, done);
+    done += o.warmupSteps;
+    prev = warm;
   }
+  if (prev) {
+    copyVariables(prev, layer);
+    prev.dispose();
+  }
+  await fitLayer(layer, task, adam, rng, o.steps, o.batch, o.lr, o.logEvery, lossCurve, done);
   adam.dispose();
 
   const mse = await testMse();
@@ -455,6 +541,7 @@ export async function trainRoutingModel(task: RoutingTask, options: Partial<Rout
     routingAccuracy: matched / (test.n * kSteps),
     routingAccuracyPerCycle: perCycle,
     routingInformationPerCycle: perCycleConfusion.map(mutualInformation),
+    confusionPerCycle: perCycleConfusion,
     parameters,
     adjacency,
     adjacencyAligned,
