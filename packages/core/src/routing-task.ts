@@ -18,6 +18,13 @@
  *   readable from the token, and the previous function carries almost no information about it (the
  *   rotated state falls in a new cone of C nearly independently of the last: the `mutualInformation` of
  *   consecutive functions is ~0.1 bit at d = 8, M = 4, against log2 M = 2 bits for the graph).
+ *
+ * Training (`trainRoutingModel`) can follow a curriculum over composition lengths (`warmupSteps`):
+ * length 1 first, whose only routing is read from the content, so that the experts specialise by
+ * function before later cycles depend on which expert did what; then longer compositions, on which
+ * the graph router's bias can only learn G once an expert stands for one function. Trained on the whole
+ * composition from the start, the experts never specialise (routing stays near chance, and A learns
+ * nothing about G: packages/core README).
  */
 import { Adam, makeRng, tf, type Rng } from '@goe/tf';
 import { resolveGoeConfig, type GoeConfig, type GoeConfigInput } from './config.js';
@@ -282,8 +289,10 @@ export interface RoutingRunOptions {
   /** Record the training loss every this many steps (0 = never). */
   logEvery: number;
   /**
-   * Curriculum: Adam steps on the one-step task (cycle 0 alone, the same functions) before the `steps`
-   * on the whole composition; the full layer starts from the weights they trained. 0 = none.
+   * Curriculum: Adam steps on each shorter composition of the same functions (see `curriculum`) before
+   * the `steps` on the whole one; each stage's layer starts from the weights the last one trained (a
+   * layer of K cycles has the same variables as one of fewer, plus W_c from 2 cycles on). The loss
+   * curve logs the stages too, numbered on. 0 = none.
    */
   warmupSteps: number;
   /** `first`: warm up on the one-step task only; `all`: on every shorter length 1 … K−1 in turn. */
