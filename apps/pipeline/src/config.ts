@@ -5,8 +5,8 @@
  */
 import { PHANTOM_PRESETS, type PhantomPreset } from '@goe/phantom';
 import { DEPTH_COLLAPSE_MODES, type DepthCollapseMode } from '@goe/head-ink';
-import { parseRegion, ScrollIoOptionError, type Region } from '@goe/scroll-io';
 import { ConfigError } from './errors.js';
+import { resolveRegionSpec } from './region.js';
 import { STEM_KINDS, VOLUME_HEADS, resolveModelSpec, type StemKind, type VolumeHeadName } from './spec.js';
 
 /** Text for the sequence stem's masked-byte modelling task. */
@@ -260,21 +260,6 @@ function merge(defaults: unknown, partial: unknown, path: string): unknown {
   return partial;
 }
 
-/**
- * A `z0:z1,y0:y1,x0:x1` box of the config (`data.trainRegion`, `data.valRegion`).
- * @throws ConfigError naming `field`
- */
-export function parseDataRegion(spec: string, field: string): Region {
-  try {
-    const r = parseRegion(spec, 3);
-    if (r.shape.some((s) => s === 0)) throw new ConfigError(field, `'${spec}' is empty`);
-    return r;
-  } catch (err) {
-    if (err instanceof ScrollIoOptionError) throw new ConfigError(field, err.message.replace(/^option 'region': /, ''), { cause: err });
-    throw err;
-  }
-}
-
 /** A list of distinct head names (or the `--heads` spelling `ink,fiber`). */
 export function parseHeads(v: unknown, field: string): VolumeHeadName[] {
   const list = typeof v === 'string' ? v.split(',').map((h) => h.trim()) : v;
@@ -346,7 +331,7 @@ export function resolveTrainConfig(partial: DeepPartial<TrainConfig> | Record<st
     throw new ConfigError(c.data.trainRegion ? 'data.valRegion' : 'data.trainRegion', 'give both data.trainRegion and data.valRegion, or neither (then data.validationFraction splits the volume)');
   }
   for (const key of ['trainRegion', 'valRegion'] as const) {
-    if (c.data[key]) parseDataRegion(c.data[key], `data.${key}`);
+    if (c.data[key]) resolveRegionSpec(c.data[key], undefined, { field: `data.${key}` });
   }
   if (!(c.data.validationFraction > 0 && c.data.validationFraction < 1)) {
     throw new ConfigError('data.validationFraction', `expected a number in (0, 1), got ${c.data.validationFraction}`);

@@ -8,10 +8,11 @@ import { initBackend, tf, type BackendChoice } from '@goe/tf';
 import { AUC_BINS, InkMetricAccumulator, type StreamedInkMetrics } from '@goe/head-ink';
 import { fiberTargetsFromVoxels, structureTensorFibers } from '@goe/head-fiber';
 import { surfaceDistance } from '@goe/head-geometry';
-import { copyBox, openVolume, parseRegion, ScrollIoOptionError, ZarrNotFoundError, type Region, type Volume } from '@goe/scroll-io';
+import { copyBox, openVolume, ZarrNotFoundError, type Region, type Volume } from '@goe/scroll-io';
 import { makeTokenGrid, tokenCellVoxels, type TokenGrid } from '@goe/volume-stem';
 import { resolve } from 'node:path';
 import { ConfigError } from './errors.js';
+import { resolveRegionSpec } from './region.js';
 import { normaliseIntensity, type InkModel } from './model.js';
 import { dtypeMax, loadInkModel } from './segment.js';
 import type { VolumeHeadName } from './spec.js';
@@ -268,25 +269,6 @@ function* tokensInRegion(origin: readonly number[], grid: TokenGrid, region: Reg
       }
 }
 
-function resolveRegion(spec: string | undefined, shape: readonly number[], data: string): Region {
-  if (spec === undefined) return { offset: [0, 0, 0], shape: [...shape] };
-  let r: Region;
-  try {
-    r = parseRegion(spec, 3);
-  } catch (err) {
-    if (err instanceof ScrollIoOptionError) throw new ConfigError('--region', err.message.replace(/^option 'region': /, ''), { cause: err });
-    throw err;
-  }
-  const axes = ['z', 'y', 'x'];
-  for (let a = 0; a < 3; a++) {
-    if (r.shape[a] === 0) throw new ConfigError('--region', `'${spec}' is empty along ${axes[a]}`);
-    if (r.offset[a]! + r.shape[a]! > shape[a]!) {
-      throw new ConfigError('--region', `'${spec}' reaches ${axes[a]} = ${r.offset[a]! + r.shape[a]!}, outside ${data} of shape [${shape.join(', ')}]`);
-    }
-  }
-  return r;
-}
-
 /**
  * Runs the checkpoint's model over the region and scores every trained head against the labels beside
  * the volume (ink: `labels/ink`; fibre: `fields/fibre`; geometry: `labels/papyrus` and, for normals,
@@ -299,7 +281,7 @@ export async function evaluate(o: EvalOptions): Promise<EvalResult> {
   try {
     const volume = await openVolume(o.data);
     if (volume.shape.length !== 3) throw new ConfigError('--data', `${o.data} has ${volume.shape.length} dimensions; expected 3 (z, y, x)`);
-    const region = resolveRegion(o.region, volume.shape, o.data);
+    const region = resolveRegionSpec(o.region, volume.shape, { field: '--region', source: o.data });
     const patch = restored.config.model.patch;
     const grid = makeTokenGrid(patch, tokenCellVoxels(model.spec.stem));
     const heads = new Set<VolumeHeadName>(model.heads);

@@ -37,7 +37,6 @@ import {
   openFragment,
   openVolume,
   openWritableOmeLevel,
-  parseRegion,
   product,
   readPng,
   reduceBlocks,
@@ -55,12 +54,12 @@ import { tmpdir } from 'node:os';
 import { basename, dirname, join, relative, resolve } from 'node:path';
 import { loadModel, type RestoredModel } from './checkpoint.js';
 import { ConfigError } from './errors.js';
+import { resolveRegionSpec } from './region.js';
 import { InkModel, normaliseIntensity } from './model.js';
 import { probabilityByte, volumePredictor, type WindowPredictor } from './predictor.js';
 import { Progress } from './progress.js';
 
 type Vec3 = [number, number, number];
-const AXES = ['z', 'y', 'x'] as const;
 
 /** Every default of `goe segment`, in one place. */
 export const SEGMENT_DEFAULTS = {
@@ -312,27 +311,6 @@ export function parseShard(spec: string | undefined): { index: number; count: nu
   if (count < 1) throw new ConfigError('--shard', `the shard count must be at least 1, got '${spec}'`);
   if (index >= count) throw new ConfigError('--shard', `index ${index} is not below the count ${count} (shards are numbered 0..${count - 1}), got '${spec}'`);
   return { index, count };
-}
-
-/** Parses and checks a region against a level shape. */
-export function resolveSegmentRegion(spec: string | Region | undefined, shape: readonly number[], source: string): Region {
-  if (spec === undefined) return { offset: [0, 0, 0], shape: [...shape] };
-  let r: Region;
-  try {
-    r = typeof spec === 'string' ? parseRegion(spec, 3) : spec;
-  } catch (err) {
-    if (err instanceof ScrollIoOptionError) throw new ConfigError('--region', err.message.replace(/^option 'region': /, ''), { cause: err });
-    throw err;
-  }
-  const text = typeof spec === 'string' ? spec : JSON.stringify(spec);
-  if (r.offset.length !== 3 || r.shape.length !== 3) throw new ConfigError('--region', `'${text}' needs three ranges (z, y, x)`);
-  for (let a = 0; a < 3; a++) {
-    if (!(r.shape[a]! > 0)) throw new ConfigError('--region', `'${text}' is empty along ${AXES[a]}`);
-    if (r.offset[a]! < 0 || r.offset[a]! + r.shape[a]! > shape[a]!) {
-      throw new ConfigError('--region', `'${text}' reaches ${AXES[a]} = ${r.offset[a]! + r.shape[a]!}, outside ${source} of shape [${shape.join(', ')}]`);
-    }
-  }
-  return r;
 }
 
 /** Parses `--overlap`: one integer >= 0, or `D,H,W`. */
@@ -767,7 +745,7 @@ export async function segmentVolume(predictor: WindowPredictor, o: SegmentVolume
   if (volume.shape.length !== 3) throw new ConfigError('--volume', `${o.volume} has ${volume.shape.length} dimensions; expected 3 (z, y, x)`);
   const scale = dtypeMax(volume.dtype);
   const shape = volume.shape as Vec3;
-  const region = resolveSegmentRegion(o.region, shape, o.volume);
+  const region = resolveRegionSpec(o.region, shape, { field: '--region', source: o.volume });
   let mask: Volume | undefined;
   if (o.mask !== undefined) {
     mask = await openVolume(o.mask, { cache }).catch((err: unknown) => {

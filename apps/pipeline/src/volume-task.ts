@@ -16,7 +16,8 @@ import { fiberErrorByFace } from '@goe/head-fiber';
 import { dice, normalAngularError, surfaceDistance } from '@goe/head-geometry';
 import { makeTokenGrid, tokenCellVoxels, type TokenGrid } from '@goe/volume-stem';
 import { join } from 'node:path';
-import { parseDataRegion, type TrainConfig } from './config.js';
+import type { TrainConfig } from './config.js';
+import { resolveRegionSpec } from './region.js';
 import { ConfigError } from './errors.js';
 import { batchTensors, patchBatch, ROUTER_HEALTH_KEYS, type InkModel, type PatchBatch, type PatchBatchOptions, type RawPatch } from './model.js';
 import { dtypeMax } from './segment.js';
@@ -140,11 +141,12 @@ async function prepareFragment(c: TrainConfig, runDir: string): Promise<DataSour
 function explicitRegions(c: TrainConfig, d: DataSources): DataSources {
   if (!c.data.trainRegion) return d;
   const shape = d.volume.shape;
-  const boxes = { trainRegion: parseDataRegion(c.data.trainRegion, 'data.trainRegion'), valRegion: parseDataRegion(c.data.valRegion, 'data.valRegion') };
-  for (const [key, r] of Object.entries(boxes)) {
-    if (r.offset.some((o, a) => o + r.shape[a]! > shape[a]!)) throw new ConfigError(`data.${key}`, `'${c.data[key as 'trainRegion']}' reaches outside the volume of shape [${shape.join(', ')}]`);
-    if (r.shape.some((s, a) => s < c.model.patch[a]!)) throw new ConfigError(`data.${key}`, `'${c.data[key as 'trainRegion']}' is smaller than the patch ${c.model.patch.join('x')}`);
-  }
+  const box = (key: 'trainRegion' | 'valRegion'): Region => {
+    const r = resolveRegionSpec(c.data[key], shape, { field: `data.${key}`, source: d.volume.path });
+    if (r.shape.some((s, a) => s < c.model.patch[a]!)) throw new ConfigError(`data.${key}`, `'${c.data[key]}' is smaller than the patch ${c.model.patch.join('x')}`);
+    return r;
+  };
+  const boxes = { trainRegion: box('trainRegion'), valRegion: box('valRegion') };
   const [t, v] = [boxes.trainRegion, boxes.valRegion];
   const overlap = t.offset.every((o, a) => o < v.offset[a]! + v.shape[a]! && v.offset[a]! < o + t.shape[a]!);
   if (overlap) throw new ConfigError('data.valRegion', `'${c.data.valRegion}' overlaps data.trainRegion '${c.data.trainRegion}': validation must never see a training voxel`);
