@@ -6,14 +6,14 @@
  */
 import { initBackend, tf, type BackendChoice } from '@goe/tf';
 import { AUC_BINS, InkMetricAccumulator, type StreamedInkMetrics } from '@goe/head-ink';
-import { fiberTargetsFromVoxels, structureTensorFibers } from '@goe/head-fiber';
+import { structureTensorFibers } from '@goe/head-fiber';
 import { surfaceDistance } from '@goe/head-geometry';
 import { copyBox, openVolume, ZarrNotFoundError, type Region, type Volume } from '@goe/scroll-io';
 import { makeTokenGrid, tokenCellVoxels, type TokenGrid } from '@goe/volume-stem';
 import { resolve } from 'node:path';
 import { ConfigError } from './errors.js';
 import { resolveRegionSpec } from './region.js';
-import { normaliseIntensity, type InkModel } from './model.js';
+import { fieldTokenTargets, normaliseIntensity, type InkModel } from './model.js';
 import { dtypeMax, loadInkModel } from './segment.js';
 import type { VolumeHeadName } from './spec.js';
 
@@ -243,17 +243,10 @@ function cutTile(src: Float32Array, patch: readonly number[], within: number[], 
   return out;
 }
 
-/**
- * Per-token sign-free targets of a tile from a field `[3, D, H, W]` read at the tile (the same
- * derivation as training: the principal direction of the cell's outer products).
- */
+/** Per-token sign-free targets of a tile from a field `[3, D, H, W]` read at the tile, derived as in training. */
 async function tileTargets(field: Volume, origin: readonly number[], grid: TokenGrid): Promise<Float32Array> {
-  const [D, H, W] = grid.inputShape;
-  const n = D * H * W;
-  const f = (await field.read({ offset: [0, ...origin], shape: [3, D, H, W] })).data;
-  const last = new Float32Array(n * 3);
-  for (let i = 0; i < n; i++) for (let c = 0; c < 3; c++) last[i * 3 + c] = f[c * n + i] as number;
-  return fiberTargetsFromVoxels(last, grid, 1).target;
+  const f = (await field.read({ offset: [0, ...origin], shape: [3, ...grid.inputShape] })).data;
+  return fieldTokenTargets([f], grid).target;
 }
 
 /** Tokens of a tile whose cell centre lies inside `region`, as (token index, is-vertical?) visitors. */

@@ -15,7 +15,7 @@ import { SequenceStem, ByteHead, byteLoss } from '@goe/sequence-stem';
 import { Encoder } from '@goe/encoder';
 import { GoeLayer, readProvenance, type GoeOutput, type GoeProvenance, type ProvenanceArrays } from '@goe/core';
 import { InkHead, inkLoss, type DepthCollapseInput } from '@goe/head-ink';
-import { FiberHead, fiberLoss, fiberTargetsFromVoxels, sheetFrameFeatures } from '@goe/head-fiber';
+import { FiberHead, fiberTargetsFromVoxels, sheetFrameFeatures } from '@goe/head-fiber';
 import { GeometryHead, geometryLoss, type GeometryOutput } from '@goe/head-geometry';
 import { ConfigError } from './errors.js';
 import { volumeHeads, type ModelSpec, type SequenceModelSpec, type VolumeHeadName, type VolumeModelSpec } from './spec.js';
@@ -82,7 +82,7 @@ export function normaliseIntensity(v: number, dtypeMax = 255): number {
  * phantom writes it): the fibre head's `fiberTargetsFromVoxels` (the principal direction of the cell's
  * outer products; zero vectors are unlabelled), used for fibres and sheet normals alike.
  */
-function tokenTargets(fields: ArrayLike<number>[], grid: TokenGrid): { target: Float32Array; mask: Uint8Array } {
+export function fieldTokenTargets(fields: ArrayLike<number>[], grid: TokenGrid): { target: Float32Array; mask: Uint8Array } {
   const n = grid.inputShape[0] * grid.inputShape[1] * grid.inputShape[2];
   const last = new Float32Array(fields.length * n * 3);
   fields.forEach((f, b) => {
@@ -147,7 +147,7 @@ export function patchBatch(patches: RawPatch[], patch: [number, number, number],
     batch.ink = tf.tensor4d(Float32Array.from(batch.inkLabels), [B, ...patch]);
   }
   if (heads.includes('fiber')) {
-    batch.fiberTargets = tokenTargets(field('fibre'), needGrid());
+    batch.fiberTargets = fieldTokenTargets(field('fibre'), needGrid());
     batch.fiber = {
       target: tf.tensor3d(batch.fiberTargets.target, [B, N, 3]),
       mask: tf.tensor2d(Float32Array.from(batch.fiberTargets.mask), [B, N]),
@@ -159,7 +159,7 @@ export function patchBatch(patches: RawPatch[], patch: [number, number, number],
     batch.sheetLabels = batch.sheetLabels ?? binary('papyrus');
     batch.geometry = { sheet: tf.tensor4d(Float32Array.from(batch.sheetLabels), [B, ...patch]) };
     if (patches[0]?.fields?.['normal']) {
-      batch.normalTargets = tokenTargets(field('normal'), needGrid());
+      batch.normalTargets = fieldTokenTargets(field('normal'), needGrid());
       batch.geometry.normals = tf.tensor3d(batch.normalTargets.target, [B, N, 3]);
       batch.geometry.normalMask = tf.tensor2d(Float32Array.from(batch.normalTargets.mask), [B, N]);
     }
@@ -416,7 +416,7 @@ export class InkModel extends StemModel<tf.Tensor5D, VolumeStem> {
     }
     if (f.fiber) {
       if (!b.fiber) throw new Error('the fibre head needs fibre targets in the batch');
-      const l = fiberLoss(f.fiber, b.fiber.target, b.fiber.mask);
+      const l = (this.fiberHead as FiberHead).loss(f.fiber, b.fiber.target, b.fiber.mask);
       parts.fiber = l;
       total = tf.add(total, tf.mul(l, w.fiber));
     }

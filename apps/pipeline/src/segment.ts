@@ -55,6 +55,7 @@ import { basename, dirname, join, relative, resolve } from 'node:path';
 import { loadModel, type RestoredModel } from './checkpoint.js';
 import { ConfigError } from './errors.js';
 import { resolveRegionSpec } from './region.js';
+import { VOLUME_HEADS } from './spec.js';
 import { InkModel, normaliseIntensity } from './model.js';
 import { probabilityByte, volumePredictor, type WindowPredictor } from './predictor.js';
 import { Progress } from './progress.js';
@@ -85,7 +86,7 @@ export const SEGMENT_DEFAULTS = {
 };
 
 /** Heads a volume model may be trained for (the checkpoint says which it has). */
-export const KNOWN_HEADS = ['ink', 'fiber', 'geometry'] as const;
+export const KNOWN_HEADS = VOLUME_HEADS;
 
 export interface SegmentOptions {
   /** A run folder (holding `checkpoint/`) or a checkpoint folder. */

@@ -33,8 +33,10 @@ interface DataSources {
   scale: number;
   /** Fragments: labels are per column (the same on every layer) and the sampler keeps to the mask. */
   fragment?: { mask?: Volume };
-  /** Voxel labels of the volume's shape, by name (`ink`, `papyrus`). */
+  /** Voxel labels of the volume's shape, by name (`ink`, `papyrus`), that training patches carry. */
   labels: Record<string, Volume>;
+  /** Those the validation patches carry (default `labels`): also papyrus, to class tokens. */
+  valLabels?: Record<string, Volume>;
   /** Vector fields `[3, D, H, W]`, by name (`fibre`, `normal`). */
   fields: Record<string, Volume>;
   /** Training region (z below the validation slab) and validation region. */
@@ -175,9 +177,10 @@ async function prepareVolume(c: TrainConfig, runDir: string, model: InkModel): P
   const volume = await openVolume(paths['image'] as string);
   const shape = volume.shape.join(',');
   const labels: Record<string, Volume> = {};
-  // Papyrus labels, where there are any, also class the tokens for halting depth per class.
-  if (paths['papyrus'] && !want.labels.includes('papyrus')) want.labels.push('papyrus');
-  for (const name of want.labels) {
+  // Papyrus labels, where there are any, also class the validation tokens for halting depth per class;
+  // training patches read only what the heads need.
+  const readLabels = paths['papyrus'] && !want.labels.includes('papyrus') ? [...want.labels, 'papyrus'] : want.labels;
+  for (const name of readLabels) {
     const v = await openVolume(paths[name] as string);
     if (v.shape.join(',') !== shape) {
       throw new ConfigError(keys[name] as string, `${paths[name]} has shape [${v.shape}] but the volume ${paths['image']} has [${volume.shape}]`);
@@ -197,7 +200,8 @@ async function prepareVolume(c: TrainConfig, runDir: string, model: InkModel): P
   return {
     volume,
     scale: dtypeMax(volume.dtype, 'data.volume'),
-    labels,
+    labels: Object.fromEntries(want.labels.map((k) => [k, labels[k] as Volume])),
+    valLabels: labels,
     fields,
     trainRegion: { offset: [0, 0, 0], shape: [D - valD, H, W] },
     valRegion: { offset: [D - valD, 0, 0], shape: [valD, H, W] },
@@ -259,7 +263,7 @@ export async function volumeTask(c: TrainConfig, runDir: string, model: InkModel
   // A fixed validation set: the same patches every time, from the held-out slab.
   const valSampler = new PatchSampler({
     volume: data.volume,
-    labels: data.labels,
+    labels: data.valLabels ?? data.labels,
     patchShape: patch,
     region: data.valRegion,
     seed: c.seed + 1,
