@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { assignVariables, loadCheckpoint, loadModel, saveCheckpoint, saveModelCheckpoint } from './checkpoint.js';
 import { resolveTrainConfig } from './config.js';
 import { CheckpointError } from './errors.js';
-import { ByteModel, buildModel, type InkModel } from './model.js';
+import { ByteModel, buildModel, type VolumeModel } from './model.js';
 import { resolveModelSpec } from './spec.js';
 
 describe('checkpoints', () => {
@@ -83,7 +83,7 @@ describe('model checkpoints', () => {
             return m.forward(bytes, { training: false }).logits;
           }
           const x = tf.tensor5d(Float32Array.from({ length: 8 * 16 * 16 }, (_, i) => Math.sin(i * 0.37)), [1, 8, 16, 16, 1]);
-          return (m as InkModel).forward(x, { training: false }).logits!;
+          return (m as VolumeModel).forward(x, { training: false }).logits!;
         });
         const data = (await out.data()) as Float32Array;
         out.dispose();

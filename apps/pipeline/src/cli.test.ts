@@ -86,10 +86,10 @@ describe('goe CLI', () => {
     const saved = JSON.parse(readFileSync(join(out, 'config.json'), 'utf8')) as { model: { stemKind: string } };
     expect(saved.model.stemKind).toBe('sequence');
     expect(await main(['segment', '--checkpoint', out, '--volume', join(dir, 'v.zarr'), '--out', join(dir, 'p.zarr'), '--quiet'])).toBe(2);
-    expect(c.err.at(-1)).toContain('holds a sequence-stem model; segmentation needs a volume-stem (ink) model');
+    expect(c.err.at(-1)).toContain('holds a sequence-stem model; segmentation needs a volume-stem model');
     expect(await main(['eval', '--checkpoint', out, '--data', join(dir, 'v.zarr'), '--json'])).toBe(2);
     expect(c.err.at(-1)).toContain('--checkpoint: ');
-    expect(c.err.at(-1)).toContain('holds a sequence-stem model; evaluation needs a volume-stem (ink) model');
+    expect(c.err.at(-1)).toContain('holds a sequence-stem model; evaluation needs a volume-stem model');
   }, 60_000);
 
   it('goe train: an unknown --stem, or --text without the sequence stem, is a usage error naming the flag', async () => {

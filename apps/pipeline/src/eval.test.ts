@@ -12,7 +12,7 @@ import { assignVariables, loadCheckpoint, loadModel } from './checkpoint.js';
 import { main } from './cli.js';
 import { resolveTrainConfig } from './config.js';
 import { evaluate, type EvalResult } from './eval.js';
-import { InkModel, normaliseIntensity } from './model.js';
+import { VolumeModel, normaliseIntensity } from './model.js';
 import { smallTrainConfig } from './small-config.js';
 import { resolveModelSpec, type VolumeModelSpec } from './spec.js';
 import { train } from './train.js';
@@ -32,7 +32,7 @@ let fullLabel: Uint8Array;
 async function referencePrediction(): Promise<Float32Array> {
   const ckpt = await loadCheckpoint(join(runDir, 'checkpoint'));
   const config = resolveTrainConfig(ckpt.manifest.config as Record<string, unknown>);
-  const model = new InkModel(resolveModelSpec(config.model) as VolumeModelSpec, makeRng(config.seed));
+  const model = new VolumeModel(resolveModelSpec(config.model) as VolumeModelSpec, makeRng(config.seed));
   assignVariables(ckpt, new Map([...model.variables()].map(([k, v]) => [`model/${k}`, v])), 'test');
   const [D, H, W] = SHAPE;
   const [pd, ph, pw] = config.model.patch;
@@ -192,7 +192,7 @@ describe('goe eval with the fibre and geometry heads', () => {
     // The reference: the restored model on each tile alone, targets from the fields by the packages'
     // own functions, metrics by the packages' own (non-streaming) functions over all tokens and voxels.
     const restored = await loadModel(multiRun);
-    const model = restored.model as InkModel;
+    const model = restored.model as VolumeModel;
     const grid = { dims: [2, 8, 8] as [number, number, number], cell: [4, 4, 4] as [number, number, number], inputShape: [8, 32, 32] as [number, number, number] };
     const img = await openVolume(multiScroll.image);
     const pap = await openVolume(multiScroll.labels.papyrus);

@@ -13,8 +13,8 @@ import { makeTokenGrid, tokenCellVoxels, type TokenGrid } from '@goe/volume-stem
 import { resolve } from 'node:path';
 import { ConfigError } from './errors.js';
 import { resolveRegionSpec } from './region.js';
-import { fieldTokenTargets, normaliseIntensity, type InkModel } from './model.js';
-import { dtypeMax, loadInkModel } from './segment.js';
+import { fieldTokenTargets, normaliseIntensity, type VolumeModel } from './model.js';
+import { dtypeMax, loadVolumeModel } from './segment.js';
 import type { VolumeHeadName } from './spec.js';
 
 export interface EvalOptions {
@@ -196,7 +196,7 @@ interface TileOutputs {
  * the region asked for), `batch` tiles per forward pass; tiles over the volume's edge padded with its
  * fill value, as the sampler pads training patches. Memory is one batch of tiles.
  */
-async function forEachTile(model: InkModel, volume: Volume, patch: readonly [number, number, number], region: Region, batch: number, onTile: (t: TileOutputs) => Promise<void>): Promise<number> {
+async function forEachTile(model: VolumeModel, volume: Volume, patch: readonly [number, number, number], region: Region, batch: number, onTile: (t: TileOutputs) => Promise<void>): Promise<number> {
   const scale = dtypeMax(volume.dtype);
   const lo = region.offset.map((v, a) => Math.floor(v / patch[a]!) * patch[a]!);
   const hi = region.offset.map((v, a) => v + region.shape[a]!);
@@ -269,7 +269,7 @@ function* tokensInRegion(origin: readonly number[], grid: TokenGrid, region: Reg
  */
 export async function evaluate(o: EvalOptions): Promise<EvalResult> {
   const backend: BackendChoice = await initBackend({ backend: o.backend });
-  const { model, restored } = await loadInkModel(o.checkpoint, 'evaluation');
+  const { model, restored } = await loadVolumeModel(o.checkpoint, 'evaluation');
   const t0 = performance.now();
   try {
     const volume = await openVolume(o.data);

@@ -1,10 +1,10 @@
 /**
  * Wiring, not modelling: a model is the packages' modules in a row — one stem, the shared trunk
- * (encoder -> Graph-of-Experts layer) and one head — with one token width `d` and one aux width `da`
+ * (encoder -> Graph-of-Experts layer) and its heads — with one token width `d` and one aux width `da`
  * handed to every part (GoE draft §3.1: every stem emits tokens `[B, N, d]` and aux `[B, N, da]`, and
  * nothing after the stem looks at the modality):
  *
- *   volume:   volume stem   -> encoder -> GoE layer -> ink head   (patches `[B, D, H, W, 1]`)
+ *   volume:   volume stem   -> encoder -> GoE layer -> ink, fibre and/or geometry heads   (patches `[B, D, H, W, 1]`)
  *   sequence: sequence stem -> encoder -> GoE layer -> byte head  (bytes `[B, N]`)
  *
  * The trunk can be handed in, so one encoder and one GoE layer can be trained behind either stem.
@@ -46,7 +46,7 @@ export interface PatchBatch {
   /** Host copies of the column labels and mask, `[B*H*W]`. */
   inkColumnLabels?: Uint8Array;
   inkColumnMask?: Uint8Array;
-  /** `[B, N, K]` the fibre head's per-token sheet-frame features, when it takes them (`InkModel.fiberFeatures`). */
+  /** `[B, N, K]` the fibre head's per-token sheet-frame features, when it takes them (`VolumeModel.fiberFeatures`). */
   fiberSkip?: tf.Tensor3D;
 }
 
@@ -290,7 +290,7 @@ abstract class StemModel<X extends tf.Tensor, S extends Module> extends Module {
   }
 }
 
-export interface InkForward {
+export interface VolumeForward {
   /** `[B, D, H, W]` ink logits (ink head). */
   logits?: tf.Tensor4D;
   /** `[B, N, 3]` unit fibre directions, sign arbitrary (fibre head). */
@@ -303,7 +303,7 @@ export interface InkForward {
   grid: TokenGrid;
 }
 
-/** Named predictions of the volume model's heads (see `InkModel.predict`). */
+/** Named predictions of the volume model's heads (see `VolumeModel.predict`). */
 export interface VolumePredictions {
   /** `[B, D, H, W]` ink probability. */
   ink?: tf.Tensor4D;
@@ -325,7 +325,7 @@ export type VolumeLossParts = { total: tf.Scalar; router: tf.Scalar } & RouterHe
  * the same tokens `T''` (GoE draft §3.1.6: pluggable task heads on one shared trunk). The ink head is
  * the child `head` (the name single-head checkpoints use); the others `fiberHead`, `geometryHead`.
  */
-export class InkModel extends StemModel<tf.Tensor5D, VolumeStem> {
+export class VolumeModel extends StemModel<tf.Tensor5D, VolumeStem> {
   declare readonly spec: VolumeModelSpec;
   readonly heads: VolumeHeadName[];
   readonly inkHead: InkHead | undefined;
@@ -364,10 +364,10 @@ export class InkModel extends StemModel<tf.Tensor5D, VolumeStem> {
    * @param opts.fiberSkip the fibre head's features (`fiberFeatures`), required when it takes them
    * @returns each head's output and the router loss.
    */
-  forward(x: tf.Tensor5D, opts: { training: boolean; fiberSkip?: tf.Tensor3D }): InkForward {
+  forward(x: tf.Tensor5D, opts: { training: boolean; fiberSkip?: tf.Tensor3D }): VolumeForward {
     const s = this.stem.apply(x, opts);
     const g = this.trunkApply(s, opts.training);
-    const out: InkForward = { routerLoss: g.losses.total, health: routerHealth(g), grid: s.grid };
+    const out: VolumeForward = { routerLoss: g.losses.total, health: routerHealth(g), grid: s.grid };
     if (this.inkHead) out.logits = this.inkHead.apply(g.tokens, s.grid);
     if (this.fiberHead) out.fiber = this.fiberHead.apply(g.tokens, opts.fiberSkip);
     if (this.geometryHead) out.geometry = this.geometryHead.apply(g.tokens, s.grid);
@@ -385,7 +385,7 @@ export class InkModel extends StemModel<tf.Tensor5D, VolumeStem> {
   }
 
   /** The named predictions of a forward pass (see `predict`). */
-  predictionsOf(f: InkForward): VolumePredictions {
+  predictionsOf(f: VolumeForward): VolumePredictions {
     const out: VolumePredictions = {};
     if (f.logits) out.ink = tf.sigmoid(f.logits);
     if (f.fiber) out.fiber = f.fiber;
@@ -400,7 +400,7 @@ export class InkModel extends StemModel<tf.Tensor5D, VolumeStem> {
    * The loss the optimiser sees and its parts: the weighted sum of the heads' losses (ink BCE + Dice;
    * fibre `1 - (v.t)^2`; geometry sheet BCE + Dice + normals), plus the router's auxiliary total.
    */
-  loss(f: InkForward, target: tf.Tensor4D | PatchBatch): VolumeLossParts {
+  loss(f: VolumeForward, target: tf.Tensor4D | PatchBatch): VolumeLossParts {
     const b: Partial<PatchBatch> = target instanceof tf.Tensor ? { ink: target } : target;
     const w = this.spec.lossWeights;
     const router = f.routerLoss;
@@ -478,9 +478,9 @@ export class ByteModel extends StemModel<tf.Tensor2D, SequenceStem> {
 }
 
 /** Either model; `spec.stemKind` tells which. */
-export type PipelineModel = InkModel | ByteModel;
+export type PipelineModel = VolumeModel | ByteModel;
 
 /** Builds the model `spec` describes, optionally around a given trunk. */
 export function buildModel(spec: ModelSpec, rng: Rng, trunk?: Trunk): PipelineModel {
-  return spec.stemKind === 'sequence' ? new ByteModel(spec, rng, trunk) : new InkModel(spec, rng, trunk);
+  return spec.stemKind === 'sequence' ? new ByteModel(spec, rng, trunk) : new VolumeModel(spec, rng, trunk);
 }

@@ -11,7 +11,7 @@ import sharp from 'sharp';
 import { loadModel } from './checkpoint.js';
 import { resolveTrainConfig } from './config.js';
 import { ConfigError } from './errors.js';
-import { InkModel, patchBatch, batchTensors } from './model.js';
+import { VolumeModel, patchBatch, batchTensors } from './model.js';
 import { smallTrainConfig } from './small-config.js';
 import { resolveModelSpec, type VolumeModelSpec } from './spec.js';
 import { train, type TrainResult } from './train.js';
@@ -68,7 +68,7 @@ describe('goe train --heads ink,fiber,geometry', () => {
   it('the checkpoint restores all three heads with every weight', async () => {
     const r = await loadModel(run.runDir);
     try {
-      const m = r.model as InkModel;
+      const m = r.model as VolumeModel;
       expect(m.heads).toEqual(['ink', 'fiber', 'geometry']);
       expect((r.spec as VolumeModelSpec).lossWeights).toEqual({ ink: 1, fiber: 2, geometry: 0.5 });
       const names = [...m.variables().keys()];
@@ -85,7 +85,7 @@ describe('loss weights and head selection', () => {
   it("a head with weight 0 gets no gradient; the others do, finite and non-zero", async () => {
     await useBackend('wasm');
     const cfg = smallTrainConfig(join(root, 'w0'), { model: { heads: ['ink', 'fiber'], lossWeights: { ink: 1, fiber: 0, geometry: 1 } } });
-    const model = new InkModel(resolveModelSpec(cfg.model) as VolumeModelSpec, makeRng(1));
+    const model = new VolumeModel(resolveModelSpec(cfg.model) as VolumeModelSpec, makeRng(1));
     const rng = makeRng(2);
     const n = 8 * 32 * 32;
     const fibre = Float32Array.from({ length: 3 * n }, (_, i) => (i < n ? 1 : 0)); // every voxel along z
@@ -128,7 +128,7 @@ describe('loss weights and head selection', () => {
     expect(r.validation.at(-1)).not.toHaveProperty('f05');
     expect(r.validation.at(-1)).not.toHaveProperty('normalError');
     const m = await loadModel(r.runDir);
-    expect((m.model as InkModel).inkHead).toBeUndefined();
+    expect((m.model as VolumeModel).inkHead).toBeUndefined();
     m.model.dispose();
   });
 

@@ -11,7 +11,7 @@ import { tf } from '@goe/tf';
 // The orientation tensor's 6 entries in symmetricEigen3's order: zz, yy, xx, zy, zx, yx.
 import { SYMMETRIC_ENTRIES, symmetricEigen3 } from '@goe/head-fiber';
 import { makeTokenGrid, tokenCellVoxels, type TokenGrid } from '@goe/volume-stem';
-import type { InkModel } from './model.js';
+import type { VolumeModel } from './model.js';
 
 /** One named output of a predictor. */
 export interface PredictorOutput {
@@ -113,7 +113,7 @@ export function encodeFiber(blended: Float32Array, voxels: number): Uint8Array {
  * Probabilities and orientation tensors are what may be averaged over overlapping windows.
  * @param window the model's patch `[D, H, W]` (the input size it was trained on)
  */
-export function volumePredictor(model: InkModel, window: readonly [number, number, number]): WindowPredictor {
+export function volumePredictor(model: VolumeModel, window: readonly [number, number, number]): WindowPredictor {
   const [D, H, W] = window;
   const grid = makeTokenGrid([D, H, W], tokenCellVoxels(model.spec.stem));
   const outputs: PredictorOutput[] = [];

@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { encodeFiber, FIBER_CHANNELS, tokenTensorsToVoxels, volumePredictor, type WindowPredictor } from './predictor.js';
-import { loadInkModel, segmentVolume } from './segment.js';
+import { loadVolumeModel, segmentVolume } from './segment.js';
 import { referenceBlend } from './segment-test-utils.js';
 import { smallTrainConfig } from './small-config.js';
 import { train } from './train.js';
@@ -31,7 +31,7 @@ beforeAll(async () => {
     progressStream: null,
   });
   image = (await writePhantom(join(root, 'vol'), resolvePhantomConfig({ shape, seed: 4, preset: 'easy' }))).image;
-  const { model, restored } = await loadInkModel(r.runDir, 'test');
+  const { model, restored } = await loadVolumeModel(r.runDir, 'test');
   predictor = volumePredictor(model, restored.config.model.patch);
 }, 60_000);
 

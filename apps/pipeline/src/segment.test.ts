@@ -17,7 +17,7 @@ import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { main } from './cli.js';
 import { normaliseIntensity } from './model.js';
 import { probabilityByte, volumePredictor, type WindowPredictor } from './predictor.js';
-import { filesUnder, loadInkModel, regionBlocks, segment, segmentGrid, segmentVolume, shardBlocks, type SegmentVolumeOptions } from './segment.js';
+import { filesUnder, loadVolumeModel, regionBlocks, segment, segmentGrid, segmentVolume, shardBlocks, type SegmentVolumeOptions } from './segment.js';
 import { referenceBlend } from './segment-test-utils.js';
 import { smallTrainConfig } from './small-config.js';
 import { train } from './train.js';
@@ -51,7 +51,7 @@ beforeAll(async () => {
   const r = await train(smallTrainConfig(join(root, 'run'), { steps: 2, validationPatches: 1, model: { patch: [8, 16, 16] } }), { progressStream: null });
   runDir = r.runDir;
   image = (await writePhantom(join(root, 'vol'), resolvePhantomConfig({ shape, seed: 9, preset: 'easy' }))).image;
-  const { model, restored } = await loadInkModel(runDir, 'test');
+  const { model, restored } = await loadVolumeModel(runDir, 'test');
   predictor = volumePredictor(model, restored.config.model.patch);
 }, 60_000);
 

@@ -56,7 +56,7 @@ import { loadModel, type RestoredModel } from './checkpoint.js';
 import { ConfigError } from './errors.js';
 import { resolveRegionSpec } from './region.js';
 import { VOLUME_HEADS } from './spec.js';
-import { InkModel, normaliseIntensity } from './model.js';
+import { VolumeModel, normaliseIntensity } from './model.js';
 import { probabilityByte, volumePredictor, type WindowPredictor } from './predictor.js';
 import { Progress } from './progress.js';
 
@@ -171,14 +171,14 @@ export function dtypeMax(dtype: string, flag = '--volume'): number {
 }
 
 /**
- * Loads a checkpoint's model and checks that it is a volume-stem (ink) model; `what` says what it is
+ * Loads a checkpoint's model and checks that it is a volume-stem model; `what` says what it is
  * needed for, in the error.
  */
-export async function loadInkModel(checkpoint: string, what: string): Promise<{ model: InkModel; restored: RestoredModel }> {
+export async function loadVolumeModel(checkpoint: string, what: string): Promise<{ model: VolumeModel; restored: RestoredModel }> {
   const restored = await loadModel(checkpoint);
-  if (!(restored.model instanceof InkModel)) {
+  if (!(restored.model instanceof VolumeModel)) {
     restored.model.dispose();
-    throw new ConfigError('--checkpoint', `${checkpoint} holds a ${restored.spec.stemKind}-stem model; ${what} needs a volume-stem (ink) model`);
+    throw new ConfigError('--checkpoint', `${checkpoint} holds a ${restored.spec.stemKind}-stem model; ${what} needs a volume-stem model`);
   }
   return { model: restored.model, restored };
 }
@@ -1090,7 +1090,7 @@ export async function segment(o: SegmentOptions): Promise<SegmentResult> {
   }
   if (o.volume !== undefined) checkVolumeFlags({ ...o, out: o.out! });
   const backend = await initBackend({ backend: o.backend });
-  const { model, restored } = await loadInkModel(o.checkpoint, 'segmentation');
+  const { model, restored } = await loadVolumeModel(o.checkpoint, 'segmentation');
   const predictor = volumePredictor(model, restored.config.model.patch);
   const t0 = performance.now();
   try {

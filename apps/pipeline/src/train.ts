@@ -14,7 +14,7 @@ import { join, resolve } from 'node:path';
 import { learningRate, type TrainConfig } from './config.js';
 import { assignVariables, loadModel, saveModelCheckpoint } from './checkpoint.js';
 import { CheckpointError, NonFiniteLossError } from './errors.js';
-import { buildModel, type ByteModel, type InkModel, type Trunk } from './model.js';
+import { buildModel, type ByteModel, type VolumeModel, type Trunk } from './model.js';
 import { haltingByClass, writeHaltingPng } from './halting.js';
 import { writeLineChartPng } from './plot.js';
 import { Progress } from './progress.js';
@@ -94,7 +94,7 @@ export async function createTask(c: TrainConfig, runDir: string, trunk?: Trunk):
     const task =
       model.spec.stemKind === 'sequence'
         ? await sequenceTask(c, runDir, model as ByteModel)
-        : await volumeTask(c, runDir, model as InkModel);
+        : await volumeTask(c, runDir, model as VolumeModel);
     return task as TrainTask<unknown>;
   } catch (err) {
     // The model's variables are not the caller's yet; the shared trunk stays the caller's.

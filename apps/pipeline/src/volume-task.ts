@@ -19,7 +19,7 @@ import { join } from 'node:path';
 import type { TrainConfig } from './config.js';
 import { resolveRegionSpec } from './region.js';
 import { ConfigError } from './errors.js';
-import { batchTensors, patchBatch, ROUTER_HEALTH_KEYS, type InkModel, type PatchBatch, type PatchBatchOptions, type RawPatch } from './model.js';
+import { batchTensors, patchBatch, ROUTER_HEALTH_KEYS, type VolumeModel, type PatchBatch, type PatchBatchOptions, type RawPatch } from './model.js';
 import { dtypeMax } from './segment.js';
 import { directionColour, grey, redOver, writePanelsPng, type Rgb } from './plot.js';
 import { tokenClassesFromLabels } from './halting.js';
@@ -155,11 +155,11 @@ function explicitRegions(c: TrainConfig, d: DataSources): DataSources {
   return { ...d, trainRegion: t, valRegion: v };
 }
 
-async function prepareData(c: TrainConfig, runDir: string, model: InkModel): Promise<DataSources> {
+async function prepareData(c: TrainConfig, runDir: string, model: VolumeModel): Promise<DataSources> {
   return explicitRegions(c, c.data.source === 'fragment' ? await prepareFragment(c, runDir) : await prepareVolume(c, runDir, model));
 }
 
-async function prepareVolume(c: TrainConfig, runDir: string, model: InkModel): Promise<DataSources> {
+async function prepareVolume(c: TrainConfig, runDir: string, model: VolumeModel): Promise<DataSources> {
   const want = needs(model.heads, model.spec.geometryHead?.normals ?? false);
   const paths: Record<string, string> = {
     image: c.data.volume,
@@ -229,7 +229,7 @@ interface ValPrediction {
 }
 
 /** The volume task for `model` per `c`, with its data in `runDir`. */
-export async function volumeTask(c: TrainConfig, runDir: string, model: InkModel): Promise<TrainTask<PatchBatch>> {
+export async function volumeTask(c: TrainConfig, runDir: string, model: VolumeModel): Promise<TrainTask<PatchBatch>> {
   const data = await prepareData(c, runDir, model);
   const patch = c.model.patch;
   const heads = model.heads;
