@@ -19,12 +19,13 @@ export {
 } from './backend.js';
 export { WebGpuError, checkWebGpuErrors, type WebGpuInfo } from './webgpu.js';
 export { makeRng, type Rng } from './rng.js';
-export { median, parsePeerBenchOptions, positiveFlag, timeSteps, type PeerBenchOptions, type StepTiming } from './benchmark.js';
+export { median, parsePeerBenchOptions, positiveFlag, timeInterleaved, timeSteps, type PeerBenchOptions, type StepTiming } from './benchmark.js';
 export { adamStepOn, hostGradients, backendsUnderTest, directionalGradCheck, expectNoLeak, maxAbsDiff } from './testing.js';
 export { Linear, LayerNorm, Module, gelu, initValues, type Init } from './module.js';
 // Importing grads.js registers tfjs-core's gradients (its Node build ships none) plus the ones it lacks.
 export { GRADIENT_KERNELS, GradientError, registerMissingGradients } from './grads.js';
-export { WASM_KERNEL_FIXES, WasmKernelError, patchWasmKernels } from './wasm-kernels.js';
+export { WASM_KERNEL_FIXES, WasmKernelError, heldTransposedWeights, patchWasmKernels } from './wasm-kernels.js';
+export { segmentMatMul, type SegmentMatMulOptions } from './segment.js';
 export {
   ReferenceShapeError,
   refAvgPool3d,

@@ -301,6 +301,29 @@ describe('patchWasmKernels', () => {
   });
 });
 
+describe('Identity on wasm', () => {
+  it('shares the data under a reference count: no copy, values kept until the last holder goes', async () => {
+    const backend = tf.engine().backend as unknown as { dataIdMap: { has(id: tf.DataId): boolean }; refCount(id: tf.DataId): number };
+    const x = tf.tensor2d([1, -2, 3.5, 4], [2, 2]);
+    const buffers0 = (tf.memory() as { numDataBuffers: number }).numDataBuffers;
+    const y = tf.clone(x);
+    expect(y.dataId).toBe(x.dataId); // what the engine saves for a gradient is the same buffer
+    expect(backend.refCount(x.dataId)).toBe(2);
+    expect((tf.memory() as { numDataBuffers: number }).numDataBuffers).toBe(buffers0);
+    x.dispose();
+    expect(Array.from(await y.data())).toEqual([1, -2, 3.5, 4]);
+    const id = y.dataId;
+    y.dispose();
+    expect(backend.dataIdMap.has(id)).toBe(false);
+    // A product's weight gradient still reads the saved (shared) inputs correctly.
+    const a = tf.tensor2d([1, 2, 3, 4, 5, 6], [3, 2]);
+    const w = tf.tensor2d([0.5, -1, 2, 0.25], [2, 2]);
+    const g = tf.grad((ww: tf.Tensor) => tf.sum(tf.matMul(a, ww)))(w);
+    expect(Array.from(await g.data())).toEqual([9, 9, 12, 12]); // column sums of a, per output column
+    tf.dispose([a, w, g]);
+  });
+});
+
 describe('conv3d backward kernels on wasm', () => {
   const cases: Conv3dGeom[] = [
     { x: [2, 5, 6, 7, 2], f: [3, 3, 3, 2, 3], stride: 1, pad: 'same' },

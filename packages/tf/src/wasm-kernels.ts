@@ -22,6 +22,10 @@
  *   here on the heap (the cpu kernel is ~10x slower).
  * - `Tile` (which `broadcastTo` runs) computes an index per element; replaced by block copies.
  * - `Sum` over leading axes transposes the data first; it runs as a ones-vector product instead.
+ * - `Identity` (`tf.clone`, and so every tensor the engine saves for a gradient) copies the data:
+ *   shared under a reference count instead, as the cpu and WebGL backends do.
+ * - The segment products of segment.ts (grouped experts) run here on XNNPACK, one product per segment
+ *   over views of the heap, keeping the transposed weights their input gradient multiplies by.
  * - Missing kernels: `UnsortedSegmentSum` (so `gather` has no gradient) is written here directly on
  *   the wasm heap (O(size), where the cpu kernel is O(size x segments)); `Einsum` is a transpose +
  *   batched matmul on the fast path; `Conv2DBackpropFilter` and the two depthwise-conv2d backprop
@@ -30,6 +34,7 @@
  * Everything is idempotent: a kernel already carrying our implementation is left alone.
  */
 import * as tf from '@tensorflow/tfjs-core';
+import { SEGMENT_MATMUL, SEGMENT_WEIGHT_GRAD, type SegmentMatMulAttrs, type SegmentWeightGradAttrs } from './segment.js';
 
 type HeapArray = Float32Array | Int32Array | Uint8Array;
 
@@ -204,6 +209,18 @@ function fusedMatMulC(backend: WasmBackend): (...args: unknown[]) => void {
 /** The [K, N] each right operand was first multiplied as (see the weight-cache note below). */
 const weightShapes = new WeakMap<tf.DataId, string>();
 
+/**
+ * The C id to multiply by a right operand `b` seen as `[K, N]`: its own id (XNNPACK then caches the
+ * packed weights on it), unless b's data was first multiplied as another shape (a reshape shares the
+ * data id), in which case a fresh alias, packed once: the caller disposes an id that is not bData.id.
+ */
+function weightId(backend: WasmBackend, dataId: tf.DataId, bData: WasmTensorData, K: number, N: number): number {
+  const key = `${K}x${N}`;
+  const seen = weightShapes.get(dataId);
+  if (seen === undefined) weightShapes.set(dataId, key);
+  return seen === undefined || seen === key ? bData.id : view(backend, bData, 0, K * N);
+}
+
 /** A tensor id on the C side that aliases part of another tensor's memory (no copy). */
 function view(backend: WasmBackend, base: WasmTensorData, elementOffset: number, n: number): number {
   const id = backend.dataIdNextNumber++;
@@ -241,6 +258,18 @@ function product2d(backend: WasmBackend, aId: number, rows: number, k: number, b
     ep.leakyreluAlpha,
     outId,
   );
+}
+
+/**
+ * `product2d`, then frees the `temporary` C ids (views made for this product; freeing a view also
+ * deletes the XNNPACK operator cached on it).
+ */
+function productThenFree(backend: WasmBackend, aId: number, rows: number, k: number, bId: number, n: number, outId: number, ep: Epilogue, temporary: number[]): void {
+  try {
+    product2d(backend, aId, rows, k, bId, n, outId, ep);
+  } finally {
+    for (const id of temporary) backend.wasm.tfjs.disposeData(id);
+  }
 }
 
 /** Row-major strides of `shape`, with 0 where a dim of size 1 is broadcast against `outShape`. */
@@ -324,15 +353,8 @@ function fastBatchMatMul(
       // (The broadcast batch shape then has the same element order as a's.)
       // XNNPACK caches the packed weights on b's id, and a reshape shares that id: only reuse the id
       // when b is seen with the same [K, N] as before, else pass a fresh alias (packed once, dropped).
-      const key = `${K}x${N}`;
-      const seen = bT ? key : weightShapes.get(b.dataId);
-      const bId = seen === undefined || seen === key ? bData.id : view(backend, bData, 0, K * N);
-      if (!bT && seen === undefined) weightShapes.set(b.dataId, key);
-      try {
-        product2d(backend, aData.id, nOut * M, K, bId, N, outData.id, ep);
-      } finally {
-        if (bId !== bData.id) backend.wasm.tfjs.disposeData(bId);
-      }
+      const bId = bT ? bData.id : weightId(backend, b.dataId, bData, K, N);
+      productThenFree(backend, aData.id, nOut * M, K, bId, N, outData.id, ep, bId !== bData.id ? [bId] : []);
       return out;
     }
     const aStrides = broadcastStrides(aBatch, outBatch);
@@ -349,14 +371,7 @@ function fastBatchMatMul(
       const aId = nA === 1 ? aData.id : view(backend, aData, ia * M * K, M * K);
       const bId = view(backend, bData, ib * K * N, K * N);
       const outId = view(backend, outData, o * M * N, M * N);
-      try {
-        product2d(backend, aId, M, K, bId, N, outId, ep);
-      } finally {
-        // Disposing a view also deletes the XNNPACK operator cached on it.
-        if (aId !== aData.id) backend.wasm.tfjs.disposeData(aId);
-        backend.wasm.tfjs.disposeData(bId);
-        backend.wasm.tfjs.disposeData(outId);
-      }
+      productThenFree(backend, aId, M, K, bId, N, outId, ep, aId !== aData.id ? [aId, bId, outId] : [bId, outId]);
       for (let d = rank - 1; d >= 0; d--) {
         coord[d] = (coord[d] as number) + 1;
         if ((coord[d] as number) < (outBatch[d] as number)) break;
@@ -471,6 +486,133 @@ const fusedMatMulKernel: tf.KernelFunc = (args) => {
   if (act) {
     dispose(backend, out);
     out = act;
+  }
+  return out;
+};
+
+// ---------------------------------------------------------------------------------------------------
+// Segment products (segment.ts): one XNNPACK product per segment, over views of the heap
+
+let cTranspose: ((...args: unknown[]) => void) | undefined;
+let cTransposeModule: WasmModule | undefined;
+
+/** `out = aᵀ` for a `[rows, cols]` float32 matrix, both C ids (views allowed). */
+function transpose2dC(backend: WasmBackend, aId: number, rows: number, cols: number, outId: number): void {
+  if (!cTranspose || cTransposeModule !== backend.wasm) {
+    // Same entry point as tfjs' Transpose kernel: (x_id, x_shape, rank, dtype, out_id, perm, rank).
+    cTranspose = backend.wasm.cwrap('Transpose', null, ['number', 'array', 'number', 'number', 'number', 'array', 'number']);
+    cTransposeModule = backend.wasm;
+  }
+  cTranspose(aId, shapeBytes([rows, cols]), 2, 0 /* float32 */, outId, shapeBytes([1, 0]), 2);
+}
+
+/**
+ * `Wᵀ` of a weight used by `transposeB` segment products, kept until W's data is freed: a weight is
+ * multiplied transposed once per cycle and layer in a step (the input gradient), and keeping the
+ * transpose keeps its packed XNNPACK operator too (one transpose and one packing per weight per step
+ * instead of one per use). Keyed by W's data id; the disposal hook below drops the entry with W.
+ */
+const transposedWeights = new Map<tf.DataId, tf.TensorInfo>();
+const disposalHooked = new WeakSet<WasmBackend>();
+
+function hookDisposal(backend: WasmBackend): void {
+  if (disposalHooked.has(backend)) return;
+  disposalHooked.add(backend);
+  const original = backend.disposeData.bind(backend);
+  backend.disposeData = (dataId: tf.DataId, force?: boolean): boolean => {
+    const freed = original(dataId, force);
+    const t = freed ? transposedWeights.get(dataId) : undefined;
+    if (t) {
+      transposedWeights.delete(dataId);
+      original(t.dataId, true);
+    }
+    return freed;
+  };
+}
+
+/** The cached `[cols, rows]` transpose of the weight w `[rows, cols]` (made on first use). */
+function cachedTranspose(backend: WasmBackend, w: tf.TensorInfo): tf.TensorInfo {
+  const hit = transposedWeights.get(w.dataId);
+  if (hit && hit.shape[0] === w.shape[1] && hit.shape[1] === w.shape[0]) return hit;
+  if (hit) {
+    transposedWeights.delete(w.dataId);
+    backend.disposeData(hit.dataId, true);
+  }
+  hookDisposal(backend);
+  const t = runWasm('Transpose', backend, { x: w }, { perm: [1, 0] });
+  transposedWeights.set(w.dataId, t);
+  return t;
+}
+
+/** Number of transposed weights held for segment products (for tests: they go with their weights). */
+export function heldTransposedWeights(): number {
+  return transposedWeights.size;
+}
+
+const segmentMatMulKernel: tf.KernelFunc = (args) => {
+  const backend = asWasm(args.backend as tf.KernelBackend);
+  const [x, ...ws] = args.inputs as unknown as tf.TensorInfo[];
+  const { counts, transposeB } = args.attrs as unknown as SegmentMatMulAttrs;
+  const [R, K] = (x as tf.TensorInfo).shape as [number, number];
+  const w0 = ws[0] as tf.TensorInfo;
+  const N = (transposeB ? w0.shape[0] : w0.shape[1]) as number;
+  const out = backend.makeOutput([R, N], 'float32');
+  if (R * N === 0) return out;
+  if (K === 0) {
+    backend.typedArrayFromHeap(out).fill(0);
+    return out;
+  }
+  const xData = backend.dataIdMap.get((x as tf.TensorInfo).dataId) as WasmTensorData;
+  const outData = backend.dataIdMap.get(out.dataId) as WasmTensorData;
+  let offset = 0;
+  for (const [g, n] of counts.entries()) {
+    if (n > 0) {
+      const w = transposeB ? cachedTranspose(backend, ws[g] as tf.TensorInfo) : (ws[g] as tf.TensorInfo); // [K, N]
+      const wData = backend.dataIdMap.get(w.dataId) as WasmTensorData;
+      const bId = weightId(backend, w.dataId, wData, K, N);
+      const aId = view(backend, xData, offset * K, n * K);
+      const oId = view(backend, outData, offset * N, n * N);
+      productThenFree(backend, aId, n, K, bId, N, oId, NO_EPILOGUE, bId !== wData.id ? [aId, oId, bId] : [aId, oId]);
+    }
+    offset += n;
+  }
+  return out;
+};
+
+const segmentWeightGradKernel: tf.KernelFunc = (args) => {
+  const backend = asWasm(args.backend as tf.KernelBackend);
+  const { x, dy } = args.inputs as unknown as { x: tf.TensorInfo; dy: tf.TensorInfo };
+  const { offset, count, transposeB } = args.attrs as unknown as SegmentWeightGradAttrs;
+  // out = Aᵀ B over the segment's rows, A [n, P], B [n, Q]: A = x, B = dy (dW [K, N]), or A = dy, B = x.
+  const [a, b] = transposeB ? [dy, x] : [x, dy];
+  const P = a.shape[1] as number;
+  const Q = b.shape[1] as number;
+  const out = backend.makeOutput([P, Q], 'float32');
+  if (P * Q === 0) return out;
+  if (count === 0) {
+    backend.typedArrayFromHeap(out).fill(0);
+    return out;
+  }
+  // Aᵀ on the heap (a row or a column is its own transpose), then one product with B's rows as the
+  // weights: [P, n] · [n, Q], B packed fresh through a view that takes its operator with it.
+  const aT = P > 1 && count > 1 ? backend.makeOutput([P, count], 'float32') : undefined;
+  const aData = backend.dataIdMap.get(a.dataId) as WasmTensorData;
+  const bData = backend.dataIdMap.get(b.dataId) as WasmTensorData;
+  const outData = backend.dataIdMap.get(out.dataId) as WasmTensorData;
+  const aView = view(backend, aData, offset * P, count * P);
+  const bView = view(backend, bData, offset * Q, count * Q);
+  const oId = outData.id;
+  try {
+    let left = aView;
+    if (aT) {
+      left = (backend.dataIdMap.get(aT.dataId) as WasmTensorData).id;
+      transpose2dC(backend, aView, count, P, left);
+    }
+    product2d(backend, left, P, count, bView, Q, oId, NO_EPILOGUE);
+  } finally {
+    backend.wasm.tfjs.disposeData(aView);
+    backend.wasm.tfjs.disposeData(bView);
+    dispose(backend, aT);
   }
   return out;
 };
@@ -782,6 +924,29 @@ const einsumKernel: tf.KernelFunc = (args) => {
   }
 };
 
+// ---------------------------------------------------------------------------------------------------
+// Identity by reference
+
+let originalIdentity: tf.KernelFunc | undefined;
+
+/**
+ * `Identity` (what `tf.clone` runs) shares the data under a reference count, as the cpu and WebGL
+ * backends do; tfjs' wasm kernel copies it. The copy is paid for every tensor an op saves for its
+ * gradient (the engine saves clones), ~790 copies per training step of a GoE layer, and each copy
+ * also has a new data id, so the weight a product saved lost its cached XNNPACK operator in the
+ * backward pass. Data of a tensor never changes, so sharing it is safe.
+ */
+const identityKernel: tf.KernelFunc = (args) => {
+  const { x } = args.inputs as { x: tf.TensorInfo };
+  if (x.dtype === 'string') {
+    if (!originalIdentity) throw new WasmKernelError('Identity', 'string tensors need the original kernel');
+    return originalIdentity(args);
+  }
+  const backend = asWasm(args.backend as tf.KernelBackend);
+  backend.incRef(x.dataId);
+  return { dataId: x.dataId, shape: x.shape.slice(), dtype: x.dtype };
+};
+
 let originalSum: tf.KernelFunc | undefined;
 
 /**
@@ -830,7 +995,10 @@ const REPLACEMENTS: ReadonlyArray<{ name: string; kernel: tf.KernelFunc; why: st
   { name: 'Dilation2DBackpropFilter', kernel: viaCpu('Dilation2DBackpropFilter'), why: 'wrong values' },
   { name: 'Sum', kernel: sumKernel, why: 'leading-axis sums (bias and LayerNorm gradients) transpose first: 13-43x slower than a ones-vector product' },
   { name: 'Tile', kernel: tileKernel, why: 'an index computation per element: ~14x slower than a block copy (broadcastTo, and the Sum/Mean gradients, run it)' },
+  { name: 'Identity', kernel: identityKernel, why: 'copies the data of every tensor saved for a gradient: shared by reference count instead' },
   { name: 'UnsortedSegmentSum', kernel: unsortedSegmentSumKernel, why: 'missing (gather has no gradient)' },
+  { name: SEGMENT_MATMUL, kernel: segmentMatMulKernel, why: 'segment products (segment.ts): one XNNPACK product per segment over heap views, transposed weights kept' },
+  { name: SEGMENT_WEIGHT_GRAD, kernel: segmentWeightGradKernel, why: "a segment product's weight gradient as one product over heap views" },
   { name: 'Einsum', kernel: einsumKernel, why: 'missing' },
   { name: 'Conv2DBackpropFilter', kernel: viaCpu('Conv2DBackpropFilter'), why: 'missing (conv2d filter gradient)' },
   { name: 'OneHot', kernel: viaCpu('OneHot'), why: 'dtype float32 writes int32 bit patterns (1 reads as 1.4e-45)' },
@@ -855,6 +1023,7 @@ export function patchWasmKernels(): void {
       if (name === 'BatchMatMul') originalBatchMatMul = existing.kernelFunc;
       if (name === 'Tile') originalTile = existing.kernelFunc;
       if (name === 'Sum') originalSum = existing.kernelFunc;
+      if (name === 'Identity') originalIdentity = existing.kernelFunc;
       tf.unregisterKernel(name, 'wasm');
     }
     tf.registerKernel({ kernelName: name, backendName: 'wasm', kernelFunc: kernel });
