@@ -207,13 +207,19 @@ export function dispatchExact(
     const e = host[q] as number;
     if (e >= 0) counts[e] = (counts[e] as number) + 1;
   }
-  // The experts' rows one expert after the other (`order`: the row of x each takes), and for every
-  // slot, slot-major (`slotSrc[j·R + i]`), its row in that order, −1 for unused slots (a zero row).
+  // Units of work: the used experts that share a groupKey run as one (`Expert.applyGroup`, one set of
+  // ops whatever their number: the per-op cost of small experts is what made M = 32 cost 1.6x M = 4),
+  // the others alone. Rows are laid out unit after unit, a unit's experts in index order.
+  const units = expertUnits(experts, counts);
+  // The experts' rows one expert after the other in that layout (`order`: the row of x each takes), and
+  // for every slot, slot-major (`slotSrc[j·R + i]`), its row in that order, −1 for unused slots (a zero row).
   const offsets = new Array<number>(m).fill(0);
   let total = 0;
-  for (let e = 0; e < m; e++) {
-    offsets[e] = total;
-    total += counts[e] as number;
+  for (const unit of units) {
+    for (const e of unit) {
+      offsets[e] = total;
+      total += counts[e] as number;
+    }
   }
   const order = new Int32Array(total);
   const fill = offsets.slice();
@@ -228,16 +234,41 @@ export function dispatchExact(
   }
   const out = tf.tidy(() => {
     if (total === 0) return Array.from({ length: slots }, () => tf.zeros([rows, de]) as tf.Tensor2D);
-    const used = counts.flatMap((c, e) => (c > 0 ? [e] : []));
-    const xs = routeRows([x], order, used.map((e) => counts[e] as number)); // per used expert e: [n_e, de]
-    const ys = xs.map((xe, u) => {
-      const e = used[u] as number;
+    const unitCounts = units.map((u) => u.map((e) => counts[e] as number));
+    const xs = routeRows([x], order, unitCounts.map((c) => c.reduce((a, b) => a + b, 0))); // per unit: [Σ n_e, de]
+    const ys = xs.map((xu, i) => {
+      const unit = units[i] as number[];
+      const first = experts[unit[0] as number] as Expert;
+      if (unit.length > 1) return first.applyGroup(unit.map((e) => experts[e] as Expert), xu, unitCounts[i] as number[]); // [Σ n_e, de]
+      const e = unit[0] as number;
       const list = order.subarray(offsets[e], (offsets[e] as number) + (counts[e] as number));
-      return (experts[e] as Expert).apply(xe, { ...lay, rows: list }); // [n_e, de]
+      return first.apply(xu, { ...lay, rows: list }); // [n_e, de]
     });
     return routeRows(ys, slotSrc, new Array<number>(slots).fill(rows)); // s × [R, de]
   });
   return { out, count: { rowsPerExpert: counts } };
+}
+
+/**
+ * The used experts (row count > 0) in units of work: those with the same defined `groupKey` together,
+ * the others one per unit; units in the order of their first expert, experts in index order.
+ * @returns expert indices per unit
+ */
+export function expertUnits(experts: readonly Expert[], counts: readonly number[]): number[][] {
+  const units: number[][] = [];
+  const byKey = new Map<string, number[]>();
+  for (const [e, expert] of experts.entries()) {
+    if ((counts[e] as number) <= 0) continue;
+    const key = expert.groupKey;
+    const unit = key === undefined ? undefined : byKey.get(key);
+    if (unit) unit.push(e);
+    else {
+      const fresh = [e];
+      units.push(fresh);
+      if (key !== undefined) byKey.set(key, fresh);
+    }
+  }
+  return units;
 }
 
 /**

@@ -15,7 +15,7 @@
  * Legend: R = B·N token rows (batch-major), n rows given to one expert, C = dim,
  * grid `[gz, gy, gx]` with N = gz·gy·gx (z-major, C order).
  */
-import { LayerNorm, Linear, Module, attention, gelu, tf, type Rng } from '@goe/tf';
+import { LayerNorm, Linear, Module, attention, gelu, segmentMatMul, tf, type Rng } from '@goe/tf';
 import { gatherRows, inverse } from './dispatch.js';
 import { GoeConfigError, GoeInputError } from './errors.js';
 import { canReadSync } from './ops.js';
@@ -60,6 +60,33 @@ export abstract class Expert extends Module {
   get needsGrid(): boolean {
     return false;
   }
+  /**
+   * Experts with the same defined key compute the same function of their own weights, row by row, so
+   * that `applyGroup` can run several of them as one (dispatch.ts). Undefined: run alone.
+   */
+  get groupKey(): string | undefined {
+    return undefined;
+  }
+  /**
+   * Runs `members` (all with this expert's `groupKey`) at once, each on its own consecutive rows of x:
+   * what `members[g].apply` gives on rows `[o_g, o_g + counts[g])`, for the same cost in ops as one
+   * expert. Only called when `groupKey` is defined.
+   * @param x `[Σ counts, dim]` @returns `[Σ counts, dim]`
+   */
+  applyGroup(members: readonly Expert[], x: tf.Tensor2D, counts: readonly number[]): tf.Tensor2D {
+    void members;
+    void counts;
+    void x;
+    throw new GoeConfigError('expert', 'an expert kind with a groupKey', `${this.constructor.name}, which runs alone`);
+  }
+}
+
+/** The weights `pick(e)` of each member, checked to be the given class (a group shares one class). */
+function groupWeights<E extends Expert>(cls: abstract new (...args: never[]) => E, members: readonly Expert[], pick: (e: E) => tf.Variable): tf.Tensor2D[] {
+  return members.map((e) => {
+    if (!(e instanceof cls)) throw new GoeConfigError('expert', `a group of ${cls.name} experts`, e.constructor.name);
+    return pick(e) as tf.Tensor2D;
+  });
 }
 
 /** What an expert factory is told. */
@@ -103,6 +130,20 @@ export class SwiGluExpert extends Expert {
     });
   }
 
+  override get groupKey(): string {
+    return `mlp:${this.dim}:${this.hidden}`;
+  }
+
+  /** The same SwiGLU for every member on its rows: three segment products, one gate for all rows. */
+  override applyGroup(members: readonly Expert[], x: tf.Tensor2D, counts: readonly number[]): tf.Tensor2D {
+    return tf.tidy(() => {
+      const a = segmentMatMul(x, groupWeights(SwiGluExpert, members, (e) => e.w1), counts); // [Σn, hidden]
+      const b = segmentMatMul(x, groupWeights(SwiGluExpert, members, (e) => e.w3), counts); // [Σn, hidden]
+      const h = tf.mul(tf.mul(a, tf.sigmoid(a)), b) as tf.Tensor2D; // silu(a) ⊙ b
+      return segmentMatMul(h, groupWeights(SwiGluExpert, members, (e) => e.w2), counts); // [Σn, dim]
+    });
+  }
+
   flopsPerRow(): number {
     return 3 * this.dim * this.hidden;
   }
@@ -126,6 +167,14 @@ export class LinearExpert extends Expert {
   /** @param x `[n, dim]` @returns `[n, dim]` */
   apply(x: tf.Tensor2D): tf.Tensor2D {
     return tf.matMul(x, this.w);
+  }
+
+  override get groupKey(): string {
+    return `linear:${this.dim}`;
+  }
+
+  override applyGroup(members: readonly Expert[], x: tf.Tensor2D, counts: readonly number[]): tf.Tensor2D {
+    return segmentMatMul(x, groupWeights(LinearExpert, members, (e) => e.w), counts);
   }
 
   flopsPerRow(): number {
