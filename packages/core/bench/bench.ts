@@ -1,6 +1,6 @@
 /**
- * `npx nx run core:bench [-- --backend wasm] [--experts 4,8,16,32] [--quick] [--json FILE] [--no-torch]
- *   [--python PATH] [--min-time S] [--max-reps N]`
+ * `npx nx run core:bench [-- --backend wasm] [--experts 4,8,16,32] [--quick] [--rounds N] [--json FILE]
+ *   [--no-torch] [--python PATH] [--min-time S] [--max-reps N]`
  *
  * Times one forward + backward step (the gradient of `mean(t'²) + losses.total` with respect to every
  * trainable variable, every gradient read back) of a GoE layer at [B, N, d] = [4, 256, 64], da = 16,
@@ -14,8 +14,11 @@
  *    (|u^k − u^{k−1}| < 1 always: every token stops after cycle 0), giving the time per cycle, the
  *    share of expert evaluations saved and the share of time saved.
  *
- * Timing: two warm-up steps, then steps until `--min-time` seconds have passed (at least 5, at most
- * `--max-reps`); medians of wall time and of this process's CPU time. The cpu and wasm backends run on
+ * Timing: every row's layer is built first and warmed up with two steps; then `--rounds` rounds (6;
+ * --quick 2) run over all rows, each row once untimed and 3 times timed (--quick 2) per round
+ * (`timeInterleaved`), so that a machine whose speed drifts slows every row alike; medians of wall time
+ * and of this process's CPU time over a row's timed steps. PyTorch runs after, with `--min-time` and
+ * `--max-reps`. The cpu and wasm backends run on
  * one thread, and PyTorch is pinned to one thread, so on a machine shared with other work the CPU time
  * is the fairer number (wall time also counts the time other processes held the core); the ratios use
  * CPU time. The 1-minute load average is printed at the start and the end.
@@ -25,7 +28,7 @@ import { writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { availableBackends, makeRng, parsePeerBenchOptions, positiveFlag, tf, timeSteps, useBackend, type BackendName, type PeerBenchOptions, type StepTiming } from '@goe/tf';
+import { availableBackends, makeRng, parsePeerBenchOptions, positiveFlag, tf, timeInterleaved, useBackend, type BackendName, type PeerBenchOptions, type StepTiming } from '@goe/tf';
 import { GoeLayer, disposeGoeOutput, readGoeStats, resolveGoeConfig, type GoeConfigInput } from '../src/index.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -33,12 +36,16 @@ const SIZES = { B: 4, N: 256, d: 64, da: 16, de: 64, hidden: 128, k: 2 };
 
 interface Options extends PeerBenchOptions {
   experts: number[];
+  /** Interleaved rounds over all rows, and timed steps per row in each (`timeInterleaved`). */
+  rounds: number;
+  perRound: number;
 }
 
 function options(argv: string[]): Options {
-  const { common, values } = parsePeerBenchOptions(argv, { experts: { type: 'string' } });
+  const { common, values } = parsePeerBenchOptions(argv, { experts: { type: 'string' }, rounds: { type: 'string' } });
   const experts = ((values['experts'] as string | undefined) ?? '4,8,16,32').split(',').map((s) => positiveFlag(s.trim(), 'experts', 0));
-  return { ...common, experts };
+  const rounds = Math.round(positiveFlag(values['rounds'] as string | undefined, 'rounds', common.quick ? 2 : 6));
+  return { ...common, experts, rounds, perRound: common.quick ? 2 : 3 };
 }
 
 type Timing = StepTiming;
@@ -54,9 +61,26 @@ interface Row extends Timing {
   torch?: Timing;
 }
 
-/** One forward + backward step per call, timed; throws if a step leaks tensors. */
-async function timeLayer(layer: GoeLayer, opt: Options): Promise<Timing> {
+function layerConfig(kind: 'moe' | 'goe', experts: number, haltEps: number): GoeConfigInput {
+  const { d, da, de, hidden, k } = SIZES;
+  const common = { d, da, expertDim: de, expertHidden: hidden, k, experts, dispatch: 'exact' as const, haltEps };
+  return kind === 'moe' ? { ...common, router: 'topk', cycles: 1, messages: false } : { ...common, router: 'goe', cycles: 3 };
+}
+
+/** A layer of one row with its inputs, and its step: forward + backward, every gradient read back. */
+interface Subject {
+  kind: Row['layer'];
+  experts: number;
+  haltEps: number;
+  layer: GoeLayer;
+  tokens: tf.Tensor3D;
+  aux: tf.Tensor3D;
+  step: () => Promise<void>;
+}
+
+function subject(kind: Row['layer'], experts: number, haltEps: number): Subject {
   const { B, N, d, da } = SIZES;
+  const layer = new GoeLayer(resolveGoeConfig(layerConfig(kind, experts, haltEps)), makeRng(1));
   const rng = makeRng(2);
   const tokens = tf.tensor3d(Float32Array.from({ length: B * N * d }, () => rng.normal()), [B, N, d]);
   const aux = tf.tensor3d(Float32Array.from({ length: B * N * da }, () => rng.normal()), [B, N, da]);
@@ -69,38 +93,40 @@ async function timeLayer(layer: GoeLayer, opt: Options): Promise<Timing> {
     await Promise.all(Object.values(grads).map((g) => g.data()));
     tf.dispose([value, ...Object.values(grads)]);
   };
-  await step();
-  await step();
-  const before = tf.memory().numTensors;
-  const timing = await timeSteps(step, opt);
-  const leaked = tf.memory().numTensors - before;
-  tf.dispose([tokens, aux]);
-  if (leaked !== 0) throw new Error(`a step leaked ${leaked} tensors`);
-  return timing;
+  return { kind, experts, haltEps, layer, tokens, aux, step };
 }
 
-function layerConfig(kind: 'moe' | 'goe', experts: number, haltEps: number): GoeConfigInput {
-  const { d, da, de, hidden, k } = SIZES;
-  const common = { d, da, expertDim: de, expertHidden: hidden, k, experts, dispatch: 'exact' as const, haltEps };
-  return kind === 'moe' ? { ...common, router: 'topk', cycles: 1, messages: false } : { ...common, router: 'goe', cycles: 3 };
-}
-
-async function measureRow(kind: 'moe' | 'goe', experts: number, haltEps: number, opt: Options): Promise<Row> {
-  const config = resolveGoeConfig(layerConfig(kind, experts, haltEps));
-  const layer = new GoeLayer(config, makeRng(1));
+/**
+ * Times every row's step interleaved (`timeInterleaved`: the machine's drift lands on all rows alike,
+ * which is what the M = 32 / M = 4 ratio needs), then reads each row's halting statistics.
+ * @throws if a row's steps leak tensors
+ */
+async function measureRows(plan: [Row['layer'], number, number][], opt: Options): Promise<Row[]> {
+  const subjects = plan.map(([kind, m, haltEps]) => subject(kind, m, haltEps));
   try {
-    const timing = await timeLayer(layer, opt);
-    const { B, N, d, da } = SIZES;
-    const rng = makeRng(3);
-    const tokens = tf.tensor3d(Float32Array.from({ length: B * N * d }, () => rng.normal()), [B, N, d]);
-    const aux = tf.tensor3d(Float32Array.from({ length: B * N * da }, () => rng.normal()), [B, N, da]);
-    const out = layer.apply({ tokens, aux });
-    const stats = await readGoeStats(out.stats);
-    disposeGoeOutput(out);
-    tf.dispose([tokens, aux]);
-    return { layer: kind, experts, cycles: config.cycles, haltEps, ...timing, savedFraction: stats.savedFraction, meanHaltCycle: stats.meanHaltCycle };
+    // Two warm-up steps each: the first pays for JIT compilation and XNNPACK set-up.
+    for (const s of subjects) for (let i = 0; i < 2; i++) await s.step();
+    const before = tf.memory().numTensors;
+    const timings = await timeInterleaved(
+      subjects.map((s) => s.step),
+      { rounds: opt.rounds, perRound: opt.perRound },
+    );
+    const leaked = tf.memory().numTensors - before;
+    if (leaked !== 0) throw new Error(`the timed steps leaked ${leaked} tensors`);
+    const rows: Row[] = [];
+    for (const [i, s] of subjects.entries()) {
+      const out = s.layer.apply({ tokens: s.tokens, aux: s.aux });
+      const stats = await readGoeStats(out.stats);
+      disposeGoeOutput(out);
+      const cycles = s.layer.config.cycles;
+      rows.push({ layer: s.kind, experts: s.experts, cycles, haltEps: s.haltEps, ...(timings[i] as Timing), savedFraction: stats.savedFraction, meanHaltCycle: stats.meanHaltCycle });
+    }
+    return rows;
   } finally {
-    layer.dispose();
+    for (const s of subjects) {
+      s.layer.dispose();
+      tf.dispose([s.tokens, s.aux]);
+    }
   }
 }
 
@@ -173,19 +199,15 @@ async function main(argv: string[]): Promise<void> {
   await useBackend(backend);
   const load0 = os.loadavg()[0] as number;
   const started = performance.now();
-  const rows: Row[] = [];
   const plan: [Row['layer'], number, number][] = [
     ...opt.experts.map((m) => ['moe', m, 0] as [Row['layer'], number, number]),
     ...opt.experts.map((m) => ['goe', m, 0] as [Row['layer'], number, number]),
     ...[Math.min(...opt.experts), Math.max(...opt.experts)].filter((m, i, a) => a.indexOf(m) === i).map((m) => ['goe', m, 1] as [Row['layer'], number, number]),
   ];
-  // One throwaway row first: the first layer a process runs pays for JIT compilation and XNNPACK
-  // set-up, which would otherwise land on the smallest M.
-  await measureRow('moe', opt.experts[0] as number, 0, { ...opt, maxReps: 3 });
-  for (const [kind, m, haltEps] of plan) {
-    const row = await measureRow(kind, m, haltEps, opt);
-    rows.push(row);
-    process.stderr.write(`[bench] ${kind} M=${m} haltEps ${haltEps}: ${f1(row.wallMs)} ms wall, ${f1(row.cpuMs)} ms CPU (${row.reps} steps)\n`);
+  process.stderr.write(`[bench] ${plan.length} rows, ${opt.rounds} interleaved rounds of ${opt.perRound} timed steps each\n`);
+  const rows = await measureRows(plan, opt);
+  for (const row of rows) {
+    process.stderr.write(`[bench] ${row.layer} M=${row.experts} haltEps ${row.haltEps}: ${f1(row.wallMs)} ms wall, ${f1(row.cpuMs)} ms CPU (${row.reps} steps)\n`);
   }
   let torchLine = 'PyTorch: not run (--no-torch)';
   if (opt.torch) {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { median, parsePeerBenchOptions, positiveFlag, timeSteps } from './benchmark.js';
+import { median, parsePeerBenchOptions, positiveFlag, timeInterleaved, timeSteps } from './benchmark.js';
 
 describe('benchmark helpers', () => {
   it('median of odd and even counts, unsorted input untouched', () => {
@@ -28,5 +28,14 @@ describe('benchmark helpers', () => {
     expect([u.reps, runs]).toEqual([4, 4]);
     expect(u.wallMs).toBeGreaterThanOrEqual(0);
     expect(u.cpuMs).toBeGreaterThanOrEqual(0);
+  });
+
+  it('interleaves: every round runs each step once untimed, then perRound times timed, in order', async () => {
+    const log: string[] = [];
+    const steps = ['a', 'b'].map((name) => async () => void log.push(name));
+    const t = await timeInterleaved(steps, { rounds: 2, perRound: 2 });
+    expect(log.join('')).toBe('aaabbbaaabbb');
+    expect(t.map((x) => x.reps)).toEqual([4, 4]);
+    expect(t.every((x) => x.cpuMs >= 0 && x.wallMs >= 0)).toBe(true);
   });
 });

@@ -37,6 +37,32 @@ export async function timeSteps(step: () => Promise<void>, o: { minTime: number;
   return { wallMs: median(wall), cpuMs: median(cpu), reps: wall.length };
 }
 
+/**
+ * Times several steps that are to be compared with each other, interleaved: `rounds` rounds, each
+ * running every step once untimed (so that it comes back warm after the others ran) and then
+ * `perRound` times timed. On a shared machine whose speed drifts over seconds, measuring one step
+ * after the other puts the drift into their ratio; interleaving spreads it over all of them alike.
+ * @returns per step, the medians over all its timed runs (`reps` = rounds × perRound)
+ */
+export async function timeInterleaved(steps: ReadonlyArray<() => Promise<void>>, o: { rounds: number; perRound: number }): Promise<StepTiming[]> {
+  const wall = steps.map((): number[] => []);
+  const cpu = steps.map((): number[] => []);
+  for (let r = 0; r < o.rounds; r++) {
+    for (const [i, step] of steps.entries()) {
+      await step();
+      for (let k = 0; k < o.perRound; k++) {
+        const t0 = performance.now();
+        const c0 = process.cpuUsage();
+        await step();
+        const c = process.cpuUsage(c0);
+        (cpu[i] as number[]).push((c.user + c.system) / 1000);
+        (wall[i] as number[]).push(performance.now() - t0);
+      }
+    }
+  }
+  return steps.map((_, i) => ({ wallMs: median(wall[i] as number[]), cpuMs: median(cpu[i] as number[]), reps: (wall[i] as number[]).length }));
+}
+
 /** The options of every benchmark that runs a PyTorch peer. */
 export interface PeerBenchOptions {
   backend?: string;
