@@ -301,6 +301,29 @@ describe('patchWasmKernels', () => {
   });
 });
 
+describe('OneHot on wasm', () => {
+  it('matches the cpu backend for float32 and int32, with indices out of range and custom values', async () => {
+    const idx = [0, 3, -1, 5, 4, 2, 2, 7];
+    for (const dtype of ['float32', 'int32'] as const) {
+      for (const [on, off] of [
+        [1, 0],
+        [2.5, -1],
+      ] as const) {
+        if (dtype === 'int32' && on !== Math.round(on)) continue;
+        const got = tf.tidy(() => tf.oneHot(tf.tensor2d(idx, [4, 2], 'int32'), 6, on, off, dtype));
+        const want = await onCpu(() => tf.tidy(() => tf.oneHot(tf.tensor2d(idx, [4, 2], 'int32'), 6, on, off, dtype)).dataSync());
+        expect(got.shape).toEqual([4, 2, 6]);
+        expect(got.dtype).toBe(dtype);
+        expect(Array.from(await got.data())).toEqual(Array.from(want));
+        // Independently: row i holds `on` at idx[i] when 0 <= idx[i] < 6, `off` elsewhere.
+        const v = await got.data();
+        for (let i = 0; i < idx.length; i++) for (let j = 0; j < 6; j++) expect(v[i * 6 + j]).toBe(j === idx[i] ? on : off);
+        got.dispose();
+      }
+    }
+  });
+});
+
 describe('Identity on wasm', () => {
   it('shares the data under a reference count: no copy, values kept until the last holder goes', async () => {
     const backend = tf.engine().backend as unknown as { dataIdMap: { has(id: tf.DataId): boolean }; refCount(id: tf.DataId): number };
