@@ -36,8 +36,13 @@ export function cycleRegularisers(
     const m = logits.shape[1];
     const activeCount = tf.sum(active) as tf.Scalar;
     const n = tf.maximum(activeCount, 1); // all-halted cycles give 0, not NaN
-    const logp = tf.logSoftmax(scores, -1); // [R, M]
-    const p = tf.exp(logp);
+    // log p = scores − logsumexp(scores), and p by softmax (XNNPACK's vectorised kernel on wasm): one
+    // plain exp over [R, M] per cycle, where logSoftmax (its forward and its gradient), exp(log p)
+    // and a second logsumexp for the z-loss took four; exp is the slowest element-wise kernel on
+    // wasm (~10-15 ns per element, 6x sigmoid) and this runs on [R, M] every cycle.
+    const lseScores = tf.logSumExp(scores, -1, true); // [R, 1]
+    const logp = tf.sub(scores, lseScores); // [R, M]
+    const p = tf.softmax(scores, -1);
     const meanP = tf.div(tf.sum(tf.mul(p, active), 0), n) as tf.Tensor1D; // [M]
     const balance = tf.sum(tf.square(tf.sub(meanP, 1 / m))) as tf.Scalar;
     const ent = tf.neg(tf.sum(tf.mul(p, logp), -1, true)); // [R, 1]
@@ -45,7 +50,7 @@ export function cycleRegularisers(
     const slotsPerExpert = tf.sum(mask, 0); // [M]
     const load = tf.div(slotsPerExpert, tf.maximum(tf.sum(slotsPerExpert), 1)) as tf.Tensor1D; // [M]
     const switchBalance = tf.mul(tf.sum(tf.mul(load, meanP)), m) as tf.Scalar;
-    const lse = tf.logSumExp(logits, -1, true); // [R, 1]
+    const lse = logits === scores ? lseScores : tf.logSumExp(logits, -1, true); // [R, 1]; the same when no graph bias
     const zLoss = tf.div(tf.sum(tf.mul(tf.square(lse), active)), n) as tf.Scalar;
     return { balance, entropy, switchBalance, zLoss, load, activeCount };
   });
