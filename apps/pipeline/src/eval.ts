@@ -4,7 +4,7 @@
  * sit beside the volume (the OME-Zarr `labels/` group the phantom writes). Nothing grows with the region:
  * each tile's prediction and labels are folded into fixed-size counts and dropped.
  */
-import { initBackend, tf, type BackendChoice } from '@goe/tf';
+import { angleDegrees, initBackend, tf, type BackendChoice } from '@goe/tf';
 import { AUC_BINS, InkMetricAccumulator, type StreamedInkMetrics } from '@goe/head-ink';
 import { structureTensorFibers } from '@goe/head-fiber';
 import { surfaceDistance } from '@goe/head-geometry';
@@ -100,14 +100,10 @@ export class AngleAccumulator {
   #count = 0;
   readonly #hist = new Float64Array(ANGLE_BINS + 1);
 
-  /** Adds acos(|v·t| / |v||t|) in degrees; rows with a zero vector are skipped. */
+  /** Adds acos(|v·t| / |v||t|) in degrees (@goe/tf's `angleDegrees`); rows with a zero vector are skipped. */
   add(v: ArrayLike<number>, vi: number, t: ArrayLike<number>, ti: number): number | undefined {
-    const [a, b, c] = [v[vi] as number, v[vi + 1] as number, v[vi + 2] as number];
-    const [x, y, z] = [t[ti] as number, t[ti + 1] as number, t[ti + 2] as number];
-    const nv = Math.hypot(a, b, c);
-    const nt = Math.hypot(x, y, z);
-    if (!(nv > 0 && nt > 0)) return undefined;
-    const deg = (Math.acos(Math.min(1, Math.abs(a * x + b * y + c * z) / (nv * nt))) * 180) / Math.PI;
+    const deg = angleDegrees(v, vi, t, ti);
+    if (deg === undefined) return undefined;
     this.#sum += deg;
     this.#count++;
     (this.#hist as Float64Array)[Math.min(ANGLE_BINS, Math.floor(deg * 100))]! += 1;

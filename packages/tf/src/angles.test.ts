@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { angularErrorStats } from './angles.js';
+import { angleDegrees, angularErrorStats } from './angles.js';
 import { InputShapeError } from './errors.js';
 
 const fail = (i: string, e: string, r: string): Error => new InputShapeError('demo', i, e, r);
@@ -41,5 +41,16 @@ describe('angularErrorStats', () => {
   it('throws the caller-built error naming the mis-sized input', () => {
     expect(() => angularErrorStats([1, 0, 0], [1, 0], undefined, { fail })).toThrow("demo input 'target': expected 3 values");
     expect(() => angularErrorStats([1, 0, 0], [1, 0, 0], [1, 1], { fail })).toThrow("demo input 'mask': expected 1 values, got 2");
+  });
+
+  it('angleDegrees: one row at any offsets, sign-free or signed, undefined for a zero vector', () => {
+    const v = [9, 9, 1, 1, 0];
+    const t = [0, -1, -1, 0];
+    // (1, 1, 0) against (−1, −1, 0): the same orientation (0°), opposite directions (180° signed).
+    expect(angleDegrees(v, 2, t, 1)).toBeCloseTo(0, 4); // acos near 1 loses half the digits
+    expect(angleDegrees(v, 2, t, 1, true)).toBeCloseTo(180, 4);
+    expect(angleDegrees([1, 0, 0], 0, [1, 1, 0], 0)).toBeCloseTo(45, 12);
+    expect(angleDegrees([1, 0, 0], 0, [0, 0, 0], 0)).toBeUndefined();
+    expect(angleDegrees([0, 0, 0], 0, [0, 0, 1], 0)).toBeUndefined();
   });
 });

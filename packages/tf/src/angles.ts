@@ -14,6 +14,22 @@ export interface AngleStats {
 }
 
 /**
+ * The angle in degrees between the 3-vectors at `v[vi…vi+2]` and `t[ti…ti+2]`: sign-free
+ * acos(|v·t| / (|v||t|)) in [0°, 90°], or with `signed` the full [0°, 180°]; undefined when either
+ * vector is zero (an unlabelled row). The one formula behind every angular metric, batch or streamed.
+ */
+export function angleDegrees(v: ArrayLike<number>, vi: number, t: ArrayLike<number>, ti: number, signed = false): number | undefined {
+  const [a, b, c] = [v[vi] as number, v[vi + 1] as number, v[vi + 2] as number];
+  const [x, y, z] = [t[ti] as number, t[ti + 1] as number, t[ti + 2] as number];
+  const nv = Math.hypot(a, b, c);
+  const nt = Math.hypot(x, y, z);
+  if (!(nv > 0 && nt > 0)) return undefined;
+  let cos = (a * x + b * y + c * z) / (nv * nt);
+  if (!signed) cos = Math.abs(cos);
+  return (Math.acos(Math.max(-1, Math.min(1, cos))) * 180) / Math.PI;
+}
+
+/**
  * Angle between `pred` and `target` rows in degrees: sign-free by default, acos(|v·t| / (|v||t|)) in
  * [0°, 90°] (v and −v are the same direction or orientation); with `signed: true` the full [0°, 180°].
  * Rows where either vector is zero are not counted.
@@ -37,14 +53,8 @@ export function angularErrorStats(
   const angles: number[] = [];
   for (let i = 0; i < M; i++) {
     if (mask && !(mask[i] as number)) continue;
-    const [a, b, c] = [pred[3 * i] as number, pred[3 * i + 1] as number, pred[3 * i + 2] as number];
-    const [x, y, z] = [target[3 * i] as number, target[3 * i + 1] as number, target[3 * i + 2] as number];
-    const nv = Math.hypot(a, b, c);
-    const nt = Math.hypot(x, y, z);
-    if (nv === 0 || nt === 0) continue;
-    let cos = (a * x + b * y + c * z) / (nv * nt);
-    if (!opts.signed) cos = Math.abs(cos);
-    angles.push((Math.acos(Math.max(-1, Math.min(1, cos))) * 180) / Math.PI);
+    const deg = angleDegrees(pred, 3 * i, target, 3 * i, opts.signed);
+    if (deg !== undefined) angles.push(deg);
   }
   if (angles.length === 0) return { mean: NaN, median: NaN, count: 0 };
   angles.sort((p, q) => p - q);

@@ -89,4 +89,4 @@ export {
   type TokenGrid,
   type VoxelDecoderConfig,
 } from './upsample.js';
-export { angularErrorStats, type AngleStats } from './angles.js';
+export { angleDegrees, angularErrorStats, type AngleStats } from './angles.js';
