@@ -5,14 +5,16 @@
  *
  * zarr-python (bench/zarr_bench.py, /usr/bin/python3) writes a CT-like uint8 volume as blosc-lz4,
  * blosc-zstd, zstd and raw stores; then both readers read the same list of regions, one read at a time
- * and without a chunk cache (zarr-python has none), and the best of `reps` passes is reported as MB/s
- * of voxels returned. A checksum of every row shows both read the same voxels.
+ * and without a chunk cache (zarr-python has none), their passes alternating (zarr-python runs as a
+ * process that times one pass per request), and the best of `reps` passes of each is reported as
+ * MB/s of voxels returned. A checksum of every row shows both read the same voxels.
  */
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { performance } from 'node:perf_hooks';
+import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { ChunkCache } from '../src/cache.js';
 import { configureDecoding, decodingConfig, decodingStats } from '../src/codecs.js';
@@ -92,33 +94,81 @@ interface Timing {
   checksum: number;
 }
 
-async function readOurs(dir: string, rows: Row[], reps: number): Promise<Record<string, Record<string, Timing>>> {
-  const out: Record<string, Record<string, Timing>> = {};
-  for (const store of STORES) {
-    // No chunk cache: every read decodes, as zarr-python does.
-    const vol = await openVolume(join(dir, store), { cache: new ChunkCache(0) });
-    // Warm-up: starts the decode workers and JIT-compiles the read path.
-    for (const [offset, shape] of rows[1].regions.slice(0, 4)) await vol.read({ offset, shape });
-    out[store] = {};
-    for (const row of rows) {
-      let best = Infinity;
-      let sum = 0;
-      for (let rep = 0; rep < reps; rep++) {
-        let dt = 0;
-        sum = 0;
-        for (const [offset, shape] of row.regions) {
-          const region: Region = { offset, shape };
-          const t0 = performance.now();
-          const { data } = await vol.read(region);
-          dt += performance.now() - t0;
-          sum = checksum(data, sum);
-        }
-        best = Math.min(best, dt / 1000);
-      }
-      out[store][row.name] = { seconds: best, checksum: sum };
-    }
+/** The zarr-python side as a process that times one pass of a row per request (zarr_bench.py serve). */
+class PythonPeer {
+  readonly #proc: ChildProcessWithoutNullStreams;
+  readonly #lines: AsyncIterator<string>;
+  constructor(dir: string, planFile: string) {
+    this.#proc = spawn(PYTHON, [join(HERE, 'zarr_bench.py'), 'serve', dir, planFile], { stdio: ['pipe', 'pipe', 'pipe'] });
+    let err = '';
+    this.#proc.stderr.on('data', (d: Buffer) => (err += d.toString()));
+    this.#proc.on('exit', (code) => {
+      if (code) process.stderr.write(`zarr_bench.py serve exited with ${code}: ${err}\n`);
+    });
+    this.#lines = createInterface({ input: this.#proc.stdout })[Symbol.asyncIterator]();
   }
-  return out;
+
+  async pass(store: string, row: string): Promise<Timing> {
+    this.#proc.stdin.write(`${store} ${row}\n`);
+    const next = await this.#lines.next();
+    if (next.done) throw new Error('zarr_bench.py serve ended early (see its error above)');
+    return JSON.parse(next.value) as Timing;
+  }
+
+  close(): void {
+    this.#proc.stdin.end();
+  }
+}
+
+/** One pass of ours over a row's regions: seconds spent in `read`, and the checksum of what came back. */
+async function ourPass(vol: Awaited<ReturnType<typeof openVolume>>, row: Row): Promise<Timing> {
+  let dt = 0;
+  let sum = 0;
+  for (const [offset, shape] of row.regions) {
+    const region: Region = { offset, shape };
+    const t0 = performance.now();
+    const { data } = await vol.read(region);
+    dt += performance.now() - t0;
+    sum = checksum(data, sum);
+  }
+  return { seconds: dt / 1000, checksum: sum };
+}
+
+/**
+ * Both readers, pass for pass: for every store and row, `reps` times one pass of ours then one of
+ * zarr-python's, and the best of each. On a shared machine whose speed drifts over minutes, timing all
+ * of ours and then all of theirs put the drift into the ratio; alternating passes gives both the same
+ * conditions.
+ */
+async function readBoth(dir: string, planFile: string, rows: Row[], reps: number) {
+  const ours: Record<string, Record<string, Timing>> = {};
+  const theirs: Record<string, Record<string, Timing>> = {};
+  const peer = new PythonPeer(dir, planFile);
+  try {
+    for (const store of STORES) {
+      // No chunk cache: every read decodes, as zarr-python does.
+      const vol = await openVolume(join(dir, store), { cache: new ChunkCache(0) });
+      // Warm-up: starts the decode workers and JIT-compiles the read path.
+      for (const [offset, shape] of rows[1].regions.slice(0, 4)) await vol.read({ offset, shape });
+      ours[store] = {};
+      theirs[store] = {};
+      for (const row of rows) {
+        let a: Timing | undefined;
+        let b: Timing | undefined;
+        for (let rep = 0; rep < reps; rep++) {
+          const x = await ourPass(vol, row);
+          const y = await peer.pass(store, row.name);
+          if (!a || x.seconds < a.seconds) a = x;
+          if (!b || y.seconds < b.seconds) b = y;
+        }
+        ours[store][row.name] = a as Timing;
+        theirs[store][row.name] = b as Timing;
+      }
+    }
+  } finally {
+    peer.close();
+  }
+  return { ours, theirs };
 }
 
 function python(args: string[]): string {
@@ -137,8 +187,7 @@ async function main() {
   const planFile = join(args.dir, 'plan.json');
   writeFileSync(planFile, JSON.stringify({ stores: STORES, rows, reps: args.reps }));
 
-  const ours = await readOurs(args.dir, rows, args.reps);
-  const theirs = JSON.parse(python(['read', args.dir, planFile])) as Record<string, Record<string, Timing>>;
+  const { ours, theirs } = await readBoth(args.dir, planFile, rows, args.reps);
 
   const cfg = decodingConfig();
   console.log(`\n@goe/scroll-io (${cfg.threads} decode threads, native ${cfg.native}) vs zarr-python ${python(['version']).trim()}; best of ${args.reps}\n`);

@@ -1,9 +1,11 @@
 """zarr-python side of `nx run scroll-io:bench`.
 
   zarr_bench.py write DIR D H W CHUNK   writes a CT-like uint8 volume into DIR/<store> for every store
-  zarr_bench.py read DIR PLAN.json      times the reads listed in the plan, prints JSON results
+  zarr_bench.py serve DIR PLAN.json     times one pass of a row of the plan per "STORE ROW" line on
+                                        stdin, one JSON line out per pass
 
-The reads mirror bench.ts exactly (same regions, one read at a time, no caching in either reader).
+The reads mirror bench.ts exactly (same regions, one read at a time, no caching in either reader), and
+bench.ts alternates its passes with these.
 """
 import json
 import sys
@@ -51,30 +53,31 @@ def write(root, shape, chunk):
     print(json.dumps({"bytes": int(data.nbytes)}))
 
 
-def read(root, plan_path):
+def serve(root, plan_path):
+    """One timed pass per request, so that bench.ts can alternate its passes with ours.
+
+    Reads lines "STORE ROW" on stdin; for each, reads every region of that row of the plan once and
+    prints {"seconds": ..., "checksum": ...} on one line. Ends at end of input.
+    """
     with open(plan_path) as f:
         plan = json.load(f)
-    out = {}
-    for store in plan["stores"]:
-        a = zarr.open_array(f"{root}/{store}", mode="r")
-        res = {}
-        for row in plan["rows"]:
-            best = None
-            checksum = 0
-            for _ in range(plan["reps"]):
-                dt = 0.0
-                checksum = 0
-                for off, shp in row["regions"]:
-                    sl = tuple(slice(o, o + s) for o, s in zip(off, shp))
-                    t0 = time.perf_counter()
-                    v = a[sl]
-                    dt += time.perf_counter() - t0
-                    # Outside the timing: a checksum so both readers are seen to return the same voxels.
-                    checksum = (checksum + int(v.sum(dtype=np.uint64))) % (1 << 32)
-                best = dt if best is None else min(best, dt)
-            res[row["name"]] = {"seconds": best, "checksum": checksum}
-        out[store] = res
-    print(json.dumps(out))
+    rows = {row["name"]: row for row in plan["rows"]}
+    arrays = {}
+    for line in sys.stdin:
+        store, name = line.split()
+        if store not in arrays:
+            arrays[store] = zarr.open_array(f"{root}/{store}", mode="r")
+        a = arrays[store]
+        dt = 0.0
+        checksum = 0
+        for off, shp in rows[name]["regions"]:
+            sl = tuple(slice(o, o + s) for o, s in zip(off, shp))
+            t0 = time.perf_counter()
+            v = a[sl]
+            dt += time.perf_counter() - t0
+            # Outside the timing: a checksum so both readers are seen to return the same voxels.
+            checksum = (checksum + int(v.sum(dtype=np.uint64))) % (1 << 32)
+        print(json.dumps({"seconds": dt, "checksum": checksum}), flush=True)
 
 
 if __name__ == "__main__":
@@ -82,5 +85,7 @@ if __name__ == "__main__":
         print(zarr.__version__)
     elif sys.argv[1] == "write":
         write(sys.argv[2], tuple(int(v) for v in sys.argv[3:6]), int(sys.argv[6]))
+    elif sys.argv[1] == "serve":
+        serve(sys.argv[2], sys.argv[3])
     else:
-        read(sys.argv[2], sys.argv[3])
+        raise SystemExit(f"unknown mode {sys.argv[1]} (version, write, serve)")
