@@ -41,6 +41,8 @@ typedef int (*blosc_decompress_ctx_fn)(const void *src, void *dest, size_t dests
 typedef void (*blosc_cbuffer_sizes_fn)(const void *cbuffer, size_t *nbytes, size_t *cbytes, size_t *blocksize);
 typedef int (*blosc_decompress_fn)(const void *src, void *dest, size_t destsize);
 typedef int (*blosc_set_nthreads_fn)(int nthreads);
+typedef int (*blosc_getitem_fn)(const void *src, int start, int nitems, void *dest);
+typedef void (*blosc_cbuffer_metainfo_fn)(const void *cbuffer, size_t *typesize, int *flags);
 typedef void (*blosc_init_fn)(void);
 typedef void *(*zstd_create_dctx_fn)(void);
 typedef size_t (*zstd_decompress_dctx_fn)(void *dctx, void *dst, size_t cap, const void *src, size_t n);
@@ -52,6 +54,9 @@ static struct {
   blosc_cbuffer_sizes_fn sizes;
   blosc_decompress_fn global_decompress;
   blosc_set_nthreads_fn set_nthreads;
+  // Decodes only the blocks that hold a range of items (its own context and buffers: thread-safe).
+  blosc_getitem_fn getitem;
+  blosc_cbuffer_metainfo_fn metainfo;
 } blosc;
 // The global blosc context keeps its worker threads between calls, where blosc_decompress_ctx starts
 // and joins them on every call (0.66 against 0.37 ms for a 2 MiB lz4 chunk on two cores). It is
@@ -73,6 +78,9 @@ static void load_codecs(void) {
     blosc.sizes = (blosc_cbuffer_sizes_fn)dlsym(h, "blosc_cbuffer_sizes");
     blosc.global_decompress = (blosc_decompress_fn)dlsym(h, "blosc_decompress");
     blosc.set_nthreads = (blosc_set_nthreads_fn)dlsym(h, "blosc_set_nthreads");
+    blosc.getitem = (blosc_getitem_fn)dlsym(h, "blosc_getitem");
+    blosc.metainfo = (blosc_cbuffer_metainfo_fn)dlsym(h, "blosc_cbuffer_metainfo");
+    if (!blosc.metainfo) blosc.getitem = NULL;
     blosc_init_fn init = (blosc_init_fn)dlsym(h, "blosc_init");
     if (!blosc.decompress || !blosc.sizes) blosc.decompress = NULL;
     if (init && blosc.global_decompress && blosc.set_nthreads) init();
@@ -436,6 +444,48 @@ static int decode(Job *j, const uint8_t *src, size_t n, uint8_t *dst) {
   return 0;
 }
 
+/** Bytes [*from, *from + *len) of the chunk that hold the box, from its first to its last voxel. */
+static void box_byte_range(const Job *j, size_t *from, size_t *len) {
+  int64_t cs[MAX_DIMS], lo = 0, hi = 0;
+  c_strides(j->chunk_shape, j->ndim, cs);
+  for (int i = 0; i < j->ndim; i++) {
+    lo += j->src_start[i] * cs[i];
+    hi += (j->src_start[i] + j->extent[i] - 1) * cs[i];
+  }
+  *from = (size_t)lo * j->itemsize;
+  *len = (size_t)(hi + 1 - lo) * j->itemsize;
+}
+
+/**
+ * Decodes into `dst` only the blosc blocks that hold the box (`blosc_getitem`), for a box that is part
+ * of the chunk: a box of 64 z-planes in a 128³ chunk needs at most half of its blocks, 32 planes a
+ * quarter. Sets *skip to the chunk byte that dst[0] holds. 0, 1 when the whole chunk is to be decoded
+ * (no getitem, or the box spans it), or -1 with a failure recorded in j.
+ */
+static uint64_t box_block_decodes = 0; // chunks read that way so far (for tests and stats)
+
+static int decode_box_blocks(Job *j, const uint8_t *src, size_t n, uint8_t *dst, int64_t *skip) {
+  if (!blosc.getitem || n < 16) return 1;
+  size_t from, len;
+  box_byte_range(j, &from, &len);
+  size_t nbytes = 0, cbytes = 0, blocksize = 0, typesize = 0;
+  int flags = 0;
+  blosc.sizes(src, &nbytes, &cbytes, &blocksize);
+  blosc.metainfo(src, &typesize, &flags);
+  // Only worth it, and only attempted, when the blocks left out are at least one whole block.
+  if (nbytes != j->chunk_bytes || cbytes > n || typesize == 0 || blocksize == 0 || len + blocksize > nbytes || nbytes > INT32_MAX) return 1;
+  size_t start = from / typesize;
+  size_t stop = (from + len + typesize - 1) / typesize;
+  int got = blosc.getitem(src, (int)start, (int)(stop - start), dst);
+  if (got < 0 || (size_t)got != (stop - start) * typesize) {
+    fail(j, ST_CORRUPT, "blosc could not decode the chunk%s (code %lld, %lld bytes)", "", (long long)got, (long long)n);
+    return -1;
+  }
+  *skip = (int64_t)(start * typesize);
+  __atomic_fetch_add(&box_block_decodes, 1, __ATOMIC_RELAXED);
+  return 0;
+}
+
 static int64_t direct_offset(Job *j) {
   int64_t ds[MAX_DIMS], off = 0;
   c_strides(j->out_shape, j->ndim, ds);
@@ -473,14 +523,8 @@ static void execute(napi_env env, void *data) {
       fail(j, ST_CORRUPT, "raw chunk has %s%lld bytes, expected %lld", "", (long long)size, (long long)j->chunk_bytes);
       return;
     }
-    int64_t cs[MAX_DIMS], lo = 0, hi = 0;
-    c_strides(j->chunk_shape, j->ndim, cs);
-    for (int i = 0; i < j->ndim; i++) {
-      lo += j->src_start[i] * cs[i];
-      hi += (j->src_start[i] + j->extent[i] - 1) * cs[i];
-    }
-    size_t from = (size_t)lo * j->itemsize;
-    size_t len = (size_t)(hi + 1 - lo) * j->itemsize;
+    size_t from, len;
+    box_byte_range(j, &from, &len);
     uint8_t *buf = grow(&tl_file, &tl_file_cap, len);
     size_t got = 0;
     while (buf && got < len) {
@@ -534,6 +578,17 @@ static void execute(napi_env env, void *data) {
   if (!dec) {
     fail(j, ST_IO, "%sout of memory for %lld bytes%lld", "", (long long)j->chunk_bytes, 0);
     return;
+  }
+  if (j->codec == CODEC_BLOSC && !j->keep && !dest_direct && j->out) {
+    // A box from part of a blosc chunk: decode only the blocks that hold it.
+    int64_t skip = 0;
+    int r = decode_box_blocks(j, fbuf, size, dec, &skip);
+    if (r < 0) return;
+    if (r == 0) {
+      copy_box(dec, skip, j->chunk_shape, j->src_start, j->out, j->out_shape, j->dst_start, j->extent, j->ndim, j->itemsize);
+      j->status = ST_OK;
+      return;
+    }
   }
   if (decode(j, fbuf, size, dec) != 0) return;
   if (dest_direct) {
@@ -692,7 +747,7 @@ static napi_value read_chunk(napi_env env, napi_callback_info info) {
   return promise;
 }
 
-/** codecs() -> { blosc, zstd }: which codec libraries could be opened. */
+/** codecs() -> { blosc, zstd, bloscBlocks, boxBlockDecodes }: which codec libraries could be opened, whether blosc can decode a range of blocks, and how many chunks were read that way. */
 static napi_value codecs(napi_env env, napi_callback_info info) {
   (void)info;
   pthread_once(&codecs_once, load_codecs);
@@ -702,6 +757,10 @@ static napi_value codecs(napi_env env, napi_callback_info info) {
   CHECK(napi_set_named_property(env, o, "blosc", v));
   CHECK(napi_get_boolean(env, zstd.decompress != NULL, &v));
   CHECK(napi_set_named_property(env, o, "zstd", v));
+  CHECK(napi_get_boolean(env, blosc.getitem != NULL, &v));
+  CHECK(napi_set_named_property(env, o, "bloscBlocks", v));
+  CHECK(napi_create_double(env, (double)__atomic_load_n(&box_block_decodes, __ATOMIC_RELAXED), &v));
+  CHECK(napi_set_named_property(env, o, "boxBlockDecodes", v));
   return o;
 }
 

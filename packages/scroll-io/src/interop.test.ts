@@ -10,6 +10,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ChunkCache } from './cache.js';
+import { nativeReaderBinding } from './native.js';
 import { createOmeLabel, createOmeZarr, openVolume } from './ome.js';
 import { createVolume } from './volume.js';
 
@@ -63,6 +64,32 @@ describe('reads arrays written by zarr-python 2.13 (committed fixtures)', () => 
         const got = await vol.read({ offset, shape: region });
         expect(Array.from(got.data)).toEqual(expected(shape, offset, region, float));
       }
+    });
+  }
+
+  // Chunks of several blosc blocks (make_fixtures.py forces the blocksize): a box from part of a chunk
+  // is decoded block range by block range (blosc_getitem), with the skipped bytes accounted for.
+  for (const [name, shape, chunks, dtype] of [
+    ['u1_blosc_lz4_blocks', [40, 70, 70], [32, 64, 64], 'uint8'],
+    ['u2_blosc_zstd_blocks', [20, 37, 70], [8, 16, 32], 'uint16'],
+  ] as const) {
+    it(`reads ${name} exactly, decoding only the blosc blocks a box needs`, async () => {
+      const vol = await openVolume(join(FIXTURES, name), { cache: new ChunkCache(0) });
+      expect([vol.shape, vol.chunks, vol.dtype]).toEqual([shape, chunks, dtype]);
+      const b = nativeReaderBinding();
+      const before = b?.codecs().boxBlockDecodes ?? 0;
+      const regions: [number[], number[]][] = [
+        [[0, 0, 0], [...shape]],
+        [[2, 3, 5], [5, 20, 30]], // inside the first z-blocks of its chunks
+        [[17, 9, 33], [9, 31, 36]], // across chunks, the end of one chunk's blocks and the start of the next's
+        [[30, 60, 60], [12, 14, 14]], // partly outside
+        [[5, 0, 0], [1, 1, 1]], // one voxel
+      ];
+      for (const [offset, region] of regions) {
+        const got = await vol.read({ offset, shape: region });
+        expect(Array.from(got.data), `${offset} ${region}`).toEqual(expected([...shape], offset, region, false));
+      }
+      if (b?.codecs().bloscBlocks) expect(b.codecs().boxBlockDecodes).toBeGreaterThan(before);
     });
   }
 

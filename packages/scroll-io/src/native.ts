@@ -43,8 +43,11 @@ export interface NativeReaderBinding {
   poolStats(): { bytes: number; blocks: number; reused: number; mapped: number; limit: number; live: number };
   /** Most bytes of dropped outputs held for reuse (set from {@link DecodingConfig.outputPoolBytes}). */
   setPoolLimit(bytes: number): void;
-  /** Which codec libraries (libblosc.so.1, libzstd.so.1) could be opened. */
-  codecs(): { blosc: boolean; zstd: boolean };
+  /**
+   * Which codec libraries (libblosc.so.1, libzstd.so.1) could be opened; whether blosc can decode
+   * just the blocks that hold a box (`blosc_getitem`), and how many chunks were read that way.
+   */
+  codecs(): { blosc: boolean; zstd: boolean; bloscBlocks: boolean; boxBlockDecodes: number };
 }
 
 /** Codec numbers of {@link NativeReaderBinding.readChunk}. */
