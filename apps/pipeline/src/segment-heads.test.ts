@@ -3,18 +3,14 @@
  * directions as orientation tensors, so v and −v do not cancel), are stored as uint8 arrays beside the
  * ink, and get PNG previews.
  */
-import { resolvePhantomConfig, writePhantom } from '@goe/phantom';
 import { openVolume, product } from '@goe/scroll-io';
-import { initBackend } from '@goe/tf';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { encodeFiber, FIBER_CHANNELS, tokenTensorsToVoxels, volumePredictor, type WindowPredictor } from './predictor.js';
-import { loadVolumeModel, segmentVolume } from './segment.js';
-import { referenceBlend } from './segment-test-utils.js';
-import { smallTrainConfig } from './small-config.js';
-import { train } from './train.js';
+import { encodeFiber, FIBER_CHANNELS, tokenTensorsToVoxels, type WindowPredictor } from './predictor.js';
+import { segmentVolume } from './segment.js';
+import { referenceBlend, trainedSegmentFixture } from './segment-test-utils.js';
 
 const root = mkdtempSync(join(tmpdir(), 'goe-segment-heads-'));
 const shape: [number, number, number] = [16, 32, 40];
@@ -26,13 +22,7 @@ let image = '';
 const tensorOf = (v: number[]): number[] => [v[0]! * v[0]!, v[1]! * v[1]!, v[2]! * v[2]!, v[0]! * v[1]!, v[0]! * v[2]!, v[1]! * v[2]!];
 
 beforeAll(async () => {
-  await initBackend({ backend: 'wasm' });
-  const r = await train(smallTrainConfig(join(root, 'run'), { steps: 2, validationPatches: 1, model: { patch: [8, 16, 16], heads: ['ink', 'fiber', 'geometry'] } }), {
-    progressStream: null,
-  });
-  image = (await writePhantom(join(root, 'vol'), resolvePhantomConfig({ shape, seed: 4, preset: 'easy' }))).image;
-  const { model, restored } = await loadVolumeModel(r.runDir, 'test');
-  predictor = volumePredictor(model, restored.config.model.patch);
+  ({ image, predictor } = await trainedSegmentFixture(root, { shape, seed: 4, heads: ['ink', 'fiber', 'geometry'] }));
 }, 60_000);
 
 afterAll(() => {

@@ -1,10 +1,34 @@
 /**
- * Test helper: the segmentation of a volume computed apart from the engine, in float64: every window
- * of the grid run alone through the predictor and blended with the same Gaussian weights.
+ * Test helpers for segmentation: a briefly trained model with a phantom volume to segment, and the
+ * segmentation of a volume computed apart from the engine, in float64 (every window of the grid run
+ * alone through the predictor and blended with the same Gaussian weights).
  */
+import { resolvePhantomConfig, writePhantom } from '@goe/phantom';
 import { gaussianWeights, openVolume, product, tileRegion } from '@goe/scroll-io';
+import { initBackend } from '@goe/tf';
+import { join } from 'node:path';
 import { normaliseIntensity } from './model.js';
-import type { WindowPredictor } from './predictor.js';
+import { volumePredictor, type WindowPredictor } from './predictor.js';
+import { loadVolumeModel } from './segment.js';
+import { smallTrainConfig } from './small-config.js';
+import { train } from './train.js';
+import type { VolumeHeadName } from './spec.js';
+
+/**
+ * Trains a small model (window 8x16x16) for 2 steps on wasm into `root/run` and writes an easy
+ * phantom of `shape` into `root/vol`: a real checkpoint and a real volume for the engine to run on.
+ */
+export async function trainedSegmentFixture(
+  root: string,
+  o: { shape: [number, number, number]; seed: number; heads?: VolumeHeadName[] },
+): Promise<{ runDir: string; image: string; predictor: WindowPredictor }> {
+  await initBackend({ backend: 'wasm' });
+  const model = { patch: [8, 16, 16] as [number, number, number], ...(o.heads ? { heads: o.heads } : {}) };
+  const r = await train(smallTrainConfig(join(root, 'run'), { steps: 2, validationPatches: 1, model }), { progressStream: null });
+  const { image } = await writePhantom(join(root, 'vol'), resolvePhantomConfig({ shape: o.shape, seed: o.seed, preset: 'easy' }));
+  const { model: loaded, restored } = await loadVolumeModel(r.runDir, 'test');
+  return { runDir: r.runDir, image, predictor: volumePredictor(loaded, restored.config.model.patch) };
+}
 
 /**
  * @returns per output the blended values `[C, V]` (C the output's channels, V the volume's voxels, C order)

@@ -4,9 +4,8 @@
  * errors that name their flag.
  */
 import { rleDecode } from '@goe/head-ink';
-import { resolvePhantomConfig, writePhantom, writePhantomFragment } from '@goe/phantom';
+import { resolvePhantomConfig, writePhantomFragment } from '@goe/phantom';
 import { buildPyramid, createOmeZarr, createVolume, gaussianWeights, openFragment, openVolume, readPng, tileRegion } from '@goe/scroll-io';
-import { initBackend } from '@goe/tf';
 import { cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { createServer } from 'node:http';
@@ -16,11 +15,9 @@ import { join, relative } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { main } from './cli.js';
 import { normaliseIntensity } from './model.js';
-import { probabilityByte, volumePredictor, type WindowPredictor } from './predictor.js';
-import { filesUnder, loadVolumeModel, regionBlocks, segment, segmentGrid, segmentVolume, shardBlocks, type SegmentVolumeOptions } from './segment.js';
-import { referenceBlend } from './segment-test-utils.js';
-import { smallTrainConfig } from './small-config.js';
-import { train } from './train.js';
+import { probabilityByte, type WindowPredictor } from './predictor.js';
+import { filesUnder, regionBlocks, segment, segmentGrid, segmentVolume, shardBlocks, type SegmentVolumeOptions } from './segment.js';
+import { referenceBlend, trainedSegmentFixture } from './segment-test-utils.js';
 
 const root = mkdtempSync(join(tmpdir(), 'goe-segment-'));
 let runDir = '';
@@ -47,12 +44,7 @@ async function expectSameTree(a: string, b: string): Promise<void> {
 }
 
 beforeAll(async () => {
-  await initBackend({ backend: 'wasm' });
-  const r = await train(smallTrainConfig(join(root, 'run'), { steps: 2, validationPatches: 1, model: { patch: [8, 16, 16] } }), { progressStream: null });
-  runDir = r.runDir;
-  image = (await writePhantom(join(root, 'vol'), resolvePhantomConfig({ shape, seed: 9, preset: 'easy' }))).image;
-  const { model, restored } = await loadVolumeModel(runDir, 'test');
-  predictor = volumePredictor(model, restored.config.model.patch);
+  ({ runDir, image, predictor } = await trainedSegmentFixture(root, { shape, seed: 9 }));
 }, 60_000);
 
 afterAll(() => {
