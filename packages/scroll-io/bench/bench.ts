@@ -7,7 +7,8 @@
  * blosc-zstd, zstd and raw stores; then both readers read the same list of regions, one read at a time
  * and without a chunk cache (zarr-python has none), their passes alternating (zarr-python runs as a
  * process that times one pass per request), and the best of `reps` passes of each is reported as
- * MB/s of voxels returned. A checksum of every row shows both read the same voxels.
+ * MB/s of voxels returned, with the range of the pass-by-pass ratios (how much noise is left). A
+ * checksum of every row shows both read the same voxels.
  */
 import { spawn, spawnSync, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
@@ -154,15 +155,22 @@ async function ourPass(vol: Awaited<ReturnType<typeof openVolume>>, row: Row): P
   return { seconds: dt / 1000, checksum: sum };
 }
 
+/** The best pass of each reader for one row, and the ratio of every pair of adjacent passes. */
+interface RowResult {
+  ours: Timing;
+  theirs: Timing;
+  /** zarr-python's time / ours, pass by pass (each pair ran back to back). */
+  paired: number[];
+}
+
 /**
  * Both readers, pass for pass: for every store and row, `reps` times one pass of ours then one of
  * zarr-python's, and the best of each. On a shared machine whose speed drifts over minutes, timing all
  * of ours and then all of theirs put the drift into the ratio; alternating passes gives both the same
- * conditions.
+ * conditions, and the spread of the pass-by-pass ratios shows how much noise is left.
  */
 async function readBoth(dir: string, planFile: string, rows: Row[], reps: number) {
-  const ours: Record<string, Record<string, Timing>> = {};
-  const theirs: Record<string, Record<string, Timing>> = {};
+  const results: Record<string, Record<string, RowResult>> = {};
   const peer = new PythonPeer(dir, planFile);
   try {
     for (const store of STORES) {
@@ -170,25 +178,25 @@ async function readBoth(dir: string, planFile: string, rows: Row[], reps: number
       const vol = await openVolume(join(dir, store), { cache: new ChunkCache(0) });
       // Warm-up: starts the decode workers and JIT-compiles the read path.
       for (const [offset, shape] of rows[1].regions.slice(0, 4)) await vol.read({ offset, shape });
-      ours[store] = {};
-      theirs[store] = {};
+      results[store] = {};
       for (const row of rows) {
         let a: Timing | undefined;
         let b: Timing | undefined;
+        const paired: number[] = [];
         for (let rep = 0; rep < reps; rep++) {
           const x = await ourPass(vol, row);
           const y = await peer.pass(store, row.name);
+          paired.push(y.seconds / x.seconds);
           if (!a || x.seconds < a.seconds) a = x;
           if (!b || y.seconds < b.seconds) b = y;
         }
-        ours[store][row.name] = a as Timing;
-        theirs[store][row.name] = b as Timing;
+        results[store][row.name] = { ours: a as Timing, theirs: b as Timing, paired };
       }
     }
   } finally {
     peer.close();
   }
-  return { ours, theirs };
+  return results;
 }
 
 function python(args: string[]): string {
@@ -207,21 +215,21 @@ async function main() {
   const planFile = join(args.dir, 'plan.json');
   writeFileSync(planFile, JSON.stringify({ stores: STORES, rows, reps: args.reps }));
 
-  const { ours, theirs } = await readBoth(args.dir, planFile, rows, args.reps);
+  const results = await readBoth(args.dir, planFile, rows, args.reps);
 
   const cfg = decodingConfig();
   console.log(`\n@goe/scroll-io (${cfg.threads} decode threads, native ${cfg.native}) vs zarr-python ${python(['version']).trim()}; best of ${args.reps}\n`);
-  const header = ['store', 'read', 'ours MB/s', 'zarr-python MB/s', 'ratio', 'same voxels'];
+  const header = ['store', 'read', 'ours MB/s', 'zarr-python MB/s', 'ratio', 'pass ratios', 'same voxels'];
   const lines: string[][] = [];
   let slowest = Infinity;
   for (const store of STORES) {
     for (const row of rows) {
       const bytes = row.regions.reduce((acc, [, s]) => acc + s[0] * s[1] * s[2], 0);
-      const a = ours[store][row.name];
-      const b = theirs[store][row.name];
+      const { ours: a, theirs: b, paired } = results[store][row.name];
       const ratio = b.seconds / a.seconds;
       slowest = Math.min(slowest, ratio);
-      lines.push([store, row.label, (bytes / a.seconds / 1e6).toFixed(0), (bytes / b.seconds / 1e6).toFixed(0), ratio.toFixed(2), a.checksum === b.checksum ? 'yes' : 'NO']);
+      const spread = `${Math.min(...paired).toFixed(2)}-${Math.max(...paired).toFixed(2)}`;
+      lines.push([store, row.label, (bytes / a.seconds / 1e6).toFixed(0), (bytes / b.seconds / 1e6).toFixed(0), ratio.toFixed(2), spread, a.checksum === b.checksum ? 'yes' : 'NO']);
     }
   }
   const widths = header.map((h, i) => Math.max(h.length, ...lines.map((l) => l[i].length)));
@@ -230,7 +238,7 @@ async function main() {
   console.log(`|${widths.map((w) => '-'.repeat(w + 2)).join('|')}|`);
   for (const l of lines) console.log(fmt(l));
   console.log(`\ndecoded chunks: ${JSON.stringify(decodingStats())}; slowest ratio ${slowest.toFixed(2)}`);
-  if (lines.some((l) => l[5] !== 'yes')) {
+  if (lines.some((l) => l[6] !== 'yes')) {
     console.error('the two readers returned different voxels');
     process.exitCode = 1;
   }
