@@ -15,7 +15,7 @@ import { ChunkCache } from './cache.js';
 import { configureDecoding, decodingStats } from './codecs.js';
 import { allocate, type Dtype, type VolumeArray } from './dtype.js';
 import type { Compressor } from './metadata.js';
-import { NATIVE_CODEC, nativeReaderBinding, nativeReaderLoadError } from './native.js';
+import { NATIVE_CODEC, NATIVE_READER_FILE, nativeReaderBinding, nativeReaderLoadError } from './native.js';
 import { openVolume } from './ome.js';
 import type { Region } from './region.js';
 import { createVolume } from './volume.js';
@@ -170,7 +170,7 @@ describe('compiled chunk reader', () => {
     const script = `
       import { createRequire } from 'node:module';
       import { PerformanceObserver, constants } from 'node:perf_hooks';
-      const b = createRequire(${JSON.stringify(import.meta.url)})('../build/Release/goe_reader.node');
+      const b = createRequire(import.meta.url)(${JSON.stringify(NATIVE_READER_FILE)});
       const kinds = [];
       new PerformanceObserver((l) => { for (const e of l.getEntries()) kinds.push(e.detail.kind); }).observe({ entryTypes: ['gc'] });
       for (let i = 0; i < 200; i++) {

@@ -1,4 +1,5 @@
 import { createRequire } from 'node:module';
+import { fileURLToPath } from 'node:url';
 import type { PlainCodec } from './metadata.js';
 
 
@@ -59,6 +60,9 @@ export interface NativeReadError extends Error {
   fileBytes: number;
 }
 
+/** Where `npm install` builds the compiled reader (node-gyp's output, beside `src/` and `dist/`). */
+export const NATIVE_READER_FILE = fileURLToPath(new URL('../build/Release/goe_reader.node', import.meta.url));
+
 let binding: NativeReaderBinding | null | undefined;
 let loadError: string | undefined;
 
@@ -68,7 +72,7 @@ let poolLimit: number | undefined;
 export function nativeReaderBinding(): NativeReaderBinding | null {
   if (binding !== undefined) return binding;
   try {
-    binding = createRequire(import.meta.url)('../build/Release/goe_reader.node') as NativeReaderBinding;
+    binding = createRequire(import.meta.url)(NATIVE_READER_FILE) as NativeReaderBinding;
     if (poolLimit !== undefined) binding.setPoolLimit(poolLimit);
   } catch (err) {
     binding = null;
