@@ -88,8 +88,8 @@ function plan(shape: number[], chunk: number): Row[] {
  * The sum of every voxel (uint8), mod 2^32, added to `acc`: zarr_bench.py's `v.sum(dtype=np.uint64)`.
  * Word-wise, four voxels per load in two 16-bit lanes (flushed every 256 words, before a lane can
  * overflow), because it runs between timed reads: a byte-at-a-time loop took 2.7 ms per 2 MiB against
- * numpy's 0.9 ms, and that much extra work between reads slowed our next reads by about 10% on this
- * VM (measured), which would have put the harness's cost into the ratio.
+ * numpy's 0.9 ms, and that much extra work between reads made our next reads' decoding about 8%
+ * slower on the VM we measure on, which put the harness's cost into the ratio.
  */
 function checksum(data: Uint8Array, acc: number): number {
   const words = data.byteOffset % 4 === 0 ? data.length >>> 2 : 0;
