@@ -7,8 +7,9 @@
  * blosc-zstd, zstd and raw stores; then both readers read the same list of regions, one read at a time
  * and without a chunk cache (zarr-python has none), their passes alternating (zarr-python runs as a
  * process that times one pass per request), and the best of `reps` passes of each is reported as
- * MB/s of voxels returned, with the range of the pass-by-pass ratios (how much noise is left). A
- * checksum of every row shows both read the same voxels.
+ * MB/s of voxels returned, with the range and the median of the pass-by-pass ratios (how much noise
+ * is left; with many passes, `--reps 51`, the median is the steadiest estimate). A checksum of every
+ * row shows both read the same voxels.
  */
 import { spawn, spawnSync, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
@@ -199,6 +200,13 @@ async function readBoth(dir: string, planFile: string, rows: Row[], reps: number
   return results;
 }
 
+/** The middle value (the mean of the two middle ones for an even count). */
+function median(v: number[]): number {
+  const s = [...v].sort((x, y) => x - y);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+}
+
 function python(args: string[]): string {
   const res = spawnSync(PYTHON, [join(HERE, 'zarr_bench.py'), ...args], { encoding: 'utf8', maxBuffer: 1 << 26 });
   if (res.status !== 0) throw new Error(`zarr_bench.py ${args[0]} failed (${res.status}): ${res.stderr}`);
@@ -219,7 +227,7 @@ async function main() {
 
   const cfg = decodingConfig();
   console.log(`\n@goe/scroll-io (${cfg.threads} decode threads, native ${cfg.native}) vs zarr-python ${python(['version']).trim()}; best of ${args.reps}\n`);
-  const header = ['store', 'read', 'ours MB/s', 'zarr-python MB/s', 'ratio', 'pass ratios', 'same voxels'];
+  const header = ['store', 'read', 'ours MB/s', 'zarr-python MB/s', 'ratio', 'pass ratios', 'median pass ratio', 'same voxels'];
   const lines: string[][] = [];
   let slowest = Infinity;
   for (const store of STORES) {
@@ -229,7 +237,7 @@ async function main() {
       const ratio = b.seconds / a.seconds;
       slowest = Math.min(slowest, ratio);
       const spread = `${Math.min(...paired).toFixed(2)}-${Math.max(...paired).toFixed(2)}`;
-      lines.push([store, row.label, (bytes / a.seconds / 1e6).toFixed(0), (bytes / b.seconds / 1e6).toFixed(0), ratio.toFixed(2), spread, a.checksum === b.checksum ? 'yes' : 'NO']);
+      lines.push([store, row.label, (bytes / a.seconds / 1e6).toFixed(0), (bytes / b.seconds / 1e6).toFixed(0), ratio.toFixed(2), spread, median(paired).toFixed(2), a.checksum === b.checksum ? 'yes' : 'NO']);
     }
   }
   const widths = header.map((h, i) => Math.max(h.length, ...lines.map((l) => l[i].length)));
@@ -238,7 +246,7 @@ async function main() {
   console.log(`|${widths.map((w) => '-'.repeat(w + 2)).join('|')}|`);
   for (const l of lines) console.log(fmt(l));
   console.log(`\ndecoded chunks: ${JSON.stringify(decodingStats())}; slowest ratio ${slowest.toFixed(2)}`);
-  if (lines.some((l) => l[6] !== 'yes')) {
+  if (lines.some((l) => l[7] !== 'yes')) {
     console.error('the two readers returned different voxels');
     process.exitCode = 1;
   }

@@ -9,6 +9,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setFlagsFromString } from 'node:v8';
+import { Worker } from 'node:worker_threads';
 import { runInNewContext } from 'node:vm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ChunkCache } from './cache.js';
@@ -149,8 +150,9 @@ describe('compiled chunk reader', () => {
     try {
       for (let i = 0; i < 6; i++) new Uint8Array(b.allocOutput(3 << 20, false)).fill(i + 1);
       gc();
-      // Finalizers of external buffers run after the collection, from the event loop.
-      await new Promise((r) => setTimeout(r, 20));
+      // Finalizers of external buffers run after the collection, from the event loop: wait for them
+      // (a fixed 20 ms was not always enough on a loaded machine).
+      for (let waited = 0; b.poolStats().blocks === 0 && waited < 2000; waited += 10) await new Promise((r) => setTimeout(r, 10));
       const s = b.poolStats();
       // 3 MiB outputs are 4 MiB mappings: at most two fit under 8 MiB.
       expect(s.bytes).toBeLessThanOrEqual(8 << 20);
@@ -196,19 +198,137 @@ describe('compiled chunk reader', () => {
     const b = nativeReaderBinding()!;
     const out = new Uint8Array(64);
     const call = (extent: number[], dst: number[], outShape = [4, 4, 4], keep: Uint8Array | null = null) =>
-      b.readChunk('/nonexistent', NATIVE_CODEC.raw, 1, 64, 1, [4, 4, 4], out, outShape, [0, 0, 0], dst, extent, keep, false);
+      b.readChunk('/nonexistent', NATIVE_CODEC.raw, 1, 64, 1, [4, 4, 4], out, outShape, [0, 0, 0], dst, extent, keep, false, false);
     expect(() => call([4, 4, 5], [0, 0, 0])).toThrow(/extent/);
     expect(() => call([4, 4, 4], [0, 0, 1])).toThrow(/extent/);
     expect(() => call([4, 4, 4], [0, 0, 0], [4, 4, 5])).toThrow(/out/);
     expect(() => call([4, 4, 4], [0, 0, 0], [4, 4, 4], new Uint8Array(63))).toThrow(/keep/);
-    expect(() => b.readChunk('/x', 7, 1, 64, 1, [4, 4, 4], out, [4, 4, 4], [0, 0, 0], [0, 0, 0], [4, 4, 4], null, false)).toThrow(/codec/);
-    expect(() => b.readChunk('/x', 0, 1, 65, 1, [4, 4, 4], out, [4, 4, 4], [0, 0, 0], [0, 0, 0], [4, 4, 4], null, false)).toThrow(/chunkBytes/);
+    expect(() => b.readChunk('/x', 7, 1, 64, 1, [4, 4, 4], out, [4, 4, 4], [0, 0, 0], [0, 0, 0], [4, 4, 4], null, false, false)).toThrow(/codec/);
+    expect(() => b.readChunk('/x', 0, 1, 65, 1, [4, 4, 4], out, [4, 4, 4], [0, 0, 0], [0, 0, 0], [4, 4, 4], null, false, false)).toThrow(/chunkBytes/);
   });
 
   it('reports a missing file as absent and an unreadable one as an error', async () => {
     const b = nativeReaderBinding()!;
     const out = new Uint8Array(64);
-    await expect(b.readChunk(join(dir, 'nope'), 0, 1, 64, 1, [4, 4, 4], out, [4, 4, 4], [0, 0, 0], [0, 0, 0], [4, 4, 4], null, false)).resolves.toBe(1);
-    await expect(b.readChunk(dir, 0, 1, 64, 1, [4, 4, 4], out, [4, 4, 4], [0, 0, 0], [0, 0, 0], [4, 4, 4], null, false)).rejects.toMatchObject({ corrupt: false });
+    await expect(b.readChunk(join(dir, 'nope'), 0, 1, 64, 1, [4, 4, 4], out, [4, 4, 4], [0, 0, 0], [0, 0, 0], [4, 4, 4], null, false, false)).resolves.toBe(1);
+    await expect(b.readChunk(dir, 0, 1, 64, 1, [4, 4, 4], out, [4, 4, 4], [0, 0, 0], [0, 0, 0], [4, 4, 4], null, false, false)).rejects.toMatchObject({ corrupt: false });
+  });
+});
+
+describe('lone chunk reads run by the event loop thread while it would otherwise sleep', () => {
+  const shape = [64, 64, 128];
+  const chunks = [32, 32, 64]; // 64 KiB chunks, 16 of them
+  const coords = [...Array(16).keys()].map((i) => [i >> 3, (i >> 2) & 1, (i >> 1) & 1].map((c, d) => c * chunks[d]));
+  const loopJobs = () => nativeReaderBinding()!.codecs().loopJobs;
+
+  async function written(compressor: Compressor, name: string, fillValue = 0) {
+    const path = join(dir, `loop-${name}`);
+    const v = await createVolume(path, { shape, chunks, dtype: 'uint16', compressor, fillValue });
+    await v.write({ offset: [0, 0, 0], shape }, filled('uint16', shape));
+    return path;
+  }
+
+  /** Every chunk once, one read at a time, compared with what was written. */
+  async function readEach(path: string): Promise<void> {
+    const vol = await openVolume(path, { cache: new ChunkCache(0) });
+    for (const offset of coords) {
+      const region = { offset, shape: chunks };
+      const got = (await vol.read(region)).data;
+      expect(sameBytes(got, expected('uint16', shape, () => true, 0, region)), JSON.stringify(offset)).toBe(true);
+    }
+  }
+
+  it.each([['zstd'], ['none']] as Array<[Compressor]>)('%s: an awaited lone read is run by the idle loop, with the same voxels', async (compressor) => {
+    const path = await written(compressor, compressor);
+    const before = loopJobs();
+    for (let rep = 0; rep < 4; rep++) await readEach(path);
+    // A pool thread can still win the race for a job, but not for most of 64.
+    expect(loopJobs() - before).toBeGreaterThan(16);
+  });
+
+  it('never while JavaScript has work queued (immediates), nor for blosc or multi-chunk reads', async () => {
+    const zstdPath = await written('zstd', 'busy');
+    const bloscPath = await written('blosc-zstd', 'blosc');
+    let spinning = true;
+    const spin = () => {
+      if (spinning) setImmediate(spin);
+    };
+    const before = loopJobs();
+    setImmediate(spin);
+    try {
+      await readEach(zstdPath);
+    } finally {
+      spinning = false;
+    }
+    await readEach(bloscPath);
+    const whole = await openVolume(zstdPath, { cache: new ChunkCache(0) });
+    for (let rep = 0; rep < 8; rep++) {
+      const got = (await whole.read({ offset: [0, 0, 0], shape })).data;
+      expect(sameBytes(got, filled('uint16', shape))).toBe(true);
+    }
+    expect(loopJobs()).toBe(before);
+  });
+
+  it('reads an absent chunk as the fill value and a corrupt one as a typed error', async () => {
+    const path = await written('zstd', 'damaged', 9);
+    const { rm: remove, writeFile } = await import('node:fs/promises');
+    await remove(join(path, '0', '0', '1'));
+    await writeFile(join(path, '1', '1', '1'), Buffer.from([0x28, 0xb5, 0x2f, 0xfd, 1, 2, 3]));
+    const vol = await openVolume(path, { cache: new ChunkCache(0) });
+    const b = nativeReaderBinding()!;
+    // Recycled output memory holding other data, so that a missed fill would show.
+    for (let i = 0; i < 4; i++) new Uint8Array(b.allocOutput(chunks[0] * chunks[1] * chunks[2] * 2, true)).fill(0xee);
+    gc();
+    await new Promise((r) => setTimeout(r, 10));
+    const before = loopJobs();
+    for (let rep = 0; rep < 10; rep++) {
+      const absent = (await vol.read({ offset: [0, 0, 64], shape: chunks })).data;
+      expect(absent.every((x) => x === 9)).toBe(true);
+      await expect(vol.read({ offset: [32, 32, 64], shape: chunks })).rejects.toThrow(/1\/1\/1.*cannot be decoded/);
+    }
+    expect(loopJobs() - before).toBeGreaterThan(0);
+  });
+
+  it('in a worker thread too, which still exits on its own and can be terminated mid-read', async () => {
+    const path = await written('zstd', 'worker');
+    // The worker reads chunk files through the addon directly (no TypeScript loader there).
+    const script = `
+      const { parentPort, workerData } = require('node:worker_threads');
+      const b = require(workerData.addon);
+      (async () => {
+        const before = b.codecs().loopJobs;
+        let sum = 0;
+        for (let rep = 0; rep < workerData.reps; rep++) {
+          for (const key of workerData.keys) {
+            const out = new Uint16Array(workerData.n);
+            await b.readChunk(workerData.path + '/' + key, 2, 2, workerData.n * 2, 2, workerData.chunks, out, workerData.chunks, [0, 0, 0], [0, 0, 0], workerData.chunks, null, true, true);
+            for (let i = 0; i < out.length; i += 97) sum += out[i];
+          }
+        }
+        parentPort.postMessage({ sum, loopJobs: b.codecs().loopJobs - before });
+      })();
+    `;
+    const keys = coords.map((o) => o.map((x, d) => x / chunks[d]).join('/'));
+    const n = chunks[0] * chunks[1] * chunks[2];
+    const data = { addon: NATIVE_READER_FILE, path, keys, n, chunks };
+    const run = (reps: number) => new Worker(script, { eval: true, workerData: { ...data, reps } });
+
+    // Runs to the end and exits by itself: the loop's handle must not keep the worker alive.
+    const w = run(2);
+    const [msg, code] = await Promise.all([new Promise<{ sum: number; loopJobs: number }>((r) => w.once('message', r)), new Promise<number>((r) => w.once('exit', r))]);
+    expect(code).toBe(0);
+    let want = 0;
+    for (const offset of coords) {
+      const chunk = expected('uint16', shape, () => true, 0, { offset, shape: chunks });
+      for (let i = 0; i < chunk.length; i += 97) want += chunk[i];
+    }
+    expect(msg.sum).toBe(2 * want);
+    expect(msg.loopJobs).toBeGreaterThan(0);
+
+    // Terminated while reads are queued and running: the worker goes, this thread reads on.
+    const t = run(1000);
+    await new Promise((r) => setTimeout(r, 30));
+    expect(await t.terminate()).toBe(1);
+    await readEach(path);
   });
 });

@@ -14,7 +14,9 @@ export interface NativeReaderBinding {
    * Reads one chunk file and copies `extent` voxels from `srcStart` in the chunk to `dstStart` in
    * `out` (C order, `outShape`); with `direct`, the whole chunk is decoded straight into `out`
    * (it must map onto one contiguous range there). `keep`, when given, receives the whole decoded
-   * chunk too (for the chunk cache).
+   * chunk too (for the chunk cache). `alone` marks the only chunk of a read: the event loop's thread
+   * may then run the job itself if it would otherwise sleep until a pool thread has (zstd and raw
+   * chunks of at most 4 MiB; see native/reader.c).
    * @returns 0 when read, 1 when the file does not exist; rejects with an Error carrying `corrupt`
    *   (the bytes are not a valid chunk) and `fileBytes`
    */
@@ -32,6 +34,7 @@ export interface NativeReaderBinding {
     extent: readonly number[],
     keep: ArrayBufferView | null,
     direct: boolean,
+    alone: boolean,
   ): Promise<0 | 1>;
   /** An ArrayBuffer of `bytes` in huge pages; recycled memory is zeroed only when `zero`. */
   allocOutput(bytes: number, zero: boolean): ArrayBuffer;
@@ -46,9 +49,10 @@ export interface NativeReaderBinding {
   setPoolLimit(bytes: number): void;
   /**
    * Which codec libraries (libblosc.so.1, libzstd.so.1) could be opened; whether blosc can decode
-   * just the blocks that hold a box (`blosc_getitem`), and how many chunks were read that way.
+   * just the blocks that hold a box (`blosc_getitem`), and how many chunks were read that way;
+   * `loopJobs`: how many chunks the event loop's thread read itself (`alone` above).
    */
-  codecs(): { blosc: boolean; zstd: boolean; bloscBlocks: boolean; boxBlockDecodes: number };
+  codecs(): { blosc: boolean; zstd: boolean; bloscBlocks: boolean; boxBlockDecodes: number; loopJobs: number };
 }
 
 /** Codec numbers of {@link NativeReaderBinding.readChunk}. */
