@@ -46,6 +46,7 @@ typedef int (*blosc_getitem_fn)(const void *src, int start, int nitems, void *de
 typedef void (*blosc_cbuffer_metainfo_fn)(const void *cbuffer, size_t *typesize, int *flags);
 typedef void (*blosc_init_fn)(void);
 typedef void *(*zstd_create_dctx_fn)(void);
+typedef size_t (*zstd_free_dctx_fn)(void *dctx);
 typedef size_t (*zstd_decompress_dctx_fn)(void *dctx, void *dst, size_t cap, const void *src, size_t n);
 typedef unsigned (*zstd_is_error_fn)(size_t code);
 typedef const char *(*zstd_error_name_fn)(size_t code);
@@ -66,6 +67,7 @@ static struct {
 static pthread_mutex_t blosc_global_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct {
   zstd_create_dctx_fn create;
+  zstd_free_dctx_fn free;
   zstd_decompress_dctx_fn decompress;
   zstd_is_error_fn is_error;
   zstd_error_name_fn name;
@@ -90,10 +92,11 @@ static void load_codecs(void) {
   h = dlopen("libzstd.so.1", RTLD_NOW | RTLD_LOCAL);
   if (h) {
     zstd.create = (zstd_create_dctx_fn)dlsym(h, "ZSTD_createDCtx");
+    zstd.free = (zstd_free_dctx_fn)dlsym(h, "ZSTD_freeDCtx");
     zstd.decompress = (zstd_decompress_dctx_fn)dlsym(h, "ZSTD_decompressDCtx");
     zstd.is_error = (zstd_is_error_fn)dlsym(h, "ZSTD_isError");
     zstd.name = (zstd_error_name_fn)dlsym(h, "ZSTD_getErrorName");
-    if (!zstd.create || !zstd.decompress || !zstd.is_error || !zstd.name) zstd.decompress = NULL;
+    if (!zstd.create || !zstd.free || !zstd.decompress || !zstd.is_error || !zstd.name) zstd.decompress = NULL;
   }
 }
 
@@ -279,6 +282,9 @@ static napi_value alloc_output(napi_env env, napi_callback_info info) {
 }
 
 /** poolStats() -> { bytes, blocks, reused, mapped, limit, live } */
+// Bytes of every thread's file and decode buffers (below) mapped now, for poolStats().
+static size_t thread_buffer_bytes = 0;
+
 static napi_value pool_stats(napi_env env, napi_callback_info info) {
   (void)info;
   napi_value o, v;
@@ -286,10 +292,11 @@ static napi_value pool_stats(napi_env env, napi_callback_info info) {
   pthread_mutex_lock(&pool_lock);
   size_t blocks = 0;
   for (Block *b = pool_free; b; b = b->next) blocks++;
-  double vals[6] = {(double)pool_bytes, (double)blocks, (double)pool_reused, (double)pool_mapped, (double)pool_limit, (double)live_bytes};
+  double vals[7] = {(double)pool_bytes, (double)blocks, (double)pool_reused, (double)pool_mapped, (double)pool_limit, (double)live_bytes,
+                    (double)__atomic_load_n(&thread_buffer_bytes, __ATOMIC_RELAXED)};
   pthread_mutex_unlock(&pool_lock);
-  const char *names[6] = {"bytes", "blocks", "reused", "mapped", "limit", "live"};
-  for (int i = 0; i < 6; i++) {
+  const char *names[7] = {"bytes", "blocks", "reused", "mapped", "limit", "live", "threadBuffers"};
+  for (int i = 0; i < 7; i++) {
     CHECK(napi_create_double(env, vals[i], &v));
     CHECK(napi_set_named_property(env, o, names[i], v));
   }
@@ -344,12 +351,31 @@ static __thread void *tl_zstd = NULL;
 // 2 MiB chunk against 0.15 ms into huge pages on the VMs we measure on (tools: a pread loop in C).
 static uint8_t *grow(uint8_t **buf, size_t *cap, size_t n) {
   if (*cap >= n && *buf) return *buf;
-  if (*buf) munmap(*buf, *cap);
+  if (*buf) {
+    munmap(*buf, *cap);
+    __atomic_fetch_sub(&thread_buffer_bytes, *cap, __ATOMIC_RELAXED);
+  }
   size_t len = (n + HUGE_PAGE - 1) & ~(HUGE_PAGE - 1);
   if (len == 0) len = HUGE_PAGE;
   *buf = map_huge(len);
   *cap = *buf ? len : 0;
+  __atomic_fetch_add(&thread_buffer_bytes, *cap, __ATOMIC_RELAXED);
   return *buf;
+}
+
+/**
+ * Frees the calling thread's buffers. Pool threads keep theirs for the life of the process; the
+ * thread of an env that ran jobs itself (a worker thread may end long before the process) frees them
+ * when that env is torn down.
+ */
+static void release_thread_buffers(void) {
+  if (tl_file) munmap(tl_file, tl_file_cap);
+  if (tl_dec) munmap(tl_dec, tl_dec_cap);
+  __atomic_fetch_sub(&thread_buffer_bytes, tl_file_cap + tl_dec_cap, __ATOMIC_RELAXED);
+  if (tl_zstd) zstd.free(tl_zstd);
+  tl_file = tl_dec = NULL;
+  tl_file_cap = tl_dec_cap = 0;
+  tl_zstd = NULL;
 }
 
 static void c_strides(const int64_t *shape, int n, int64_t *st) {
@@ -701,6 +727,8 @@ static void close_loop_state(napi_async_cleanup_hook_handle hook, void *arg) {
   }
   uv_prepare_stop(&ls->prepare);
   uv_close((uv_handle_t *)&ls->prepare, on_loop_state_closed);
+  // Cleanup hooks run on the env's own thread: the buffers its jobs used are this thread's.
+  release_thread_buffers();
 }
 
 /** This env's loop state, made on first use; NULL when it cannot be (the job then stays on the pool). */

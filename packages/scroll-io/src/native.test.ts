@@ -325,6 +325,17 @@ describe('lone chunk reads run by the event loop thread while it would otherwise
     expect(msg.sum).toBe(2 * want);
     expect(msg.loopJobs).toBeGreaterThan(0);
 
+    // A worker's own read buffers go with it. Pool threads keep theirs: whole-array reads here give
+    // every pool thread file and decode buffers first. Ten workers, each reading through its own loop
+    // too, then leave no more mapped.
+    const buffers = () => nativeReaderBinding()!.poolStats().threadBuffers;
+    const finish = (x: Worker) => new Promise<number>((r) => x.once('exit', r));
+    const vol = await openVolume(path, { cache: new ChunkCache(0) });
+    for (let i = 0; i < 8; i++) expect(sameBytes((await vol.read({ offset: [0, 0, 0], shape })).data, filled('uint16', shape))).toBe(true);
+    const held = buffers();
+    for (let i = 0; i < 10; i++) expect(await finish(run(1))).toBe(0);
+    expect(buffers()).toBe(held);
+
     // Terminated while reads are queued and running: the worker goes, this thread reads on.
     const t = run(1000);
     await new Promise((r) => setTimeout(r, 30));

@@ -42,9 +42,11 @@ export interface NativeReaderBinding {
    * Output memory: `bytes` (in `blocks`) of dropped outputs held for reuse, under `limit`; `live`
    * bytes held by JavaScript buffers now; `reused` and `mapped` count hand-outs from the pool and
    * fresh mappings. Mappings are whole 2 MiB pages, so `live` can exceed the buffers' lengths.
+   * `threadBuffers`: bytes of the per-thread file and decode buffers of every thread that has read a
+   * chunk (pool threads keep theirs; an env's thread frees its own when the env is torn down).
    * (Node's `process.memoryUsage().arrayBuffers` does not count this memory.)
    */
-  poolStats(): { bytes: number; blocks: number; reused: number; mapped: number; limit: number; live: number };
+  poolStats(): { bytes: number; blocks: number; reused: number; mapped: number; limit: number; live: number; threadBuffers: number };
   /** Most bytes of dropped outputs held for reuse (set from {@link DecodingConfig.outputPoolBytes}). */
   setPoolLimit(bytes: number): void;
   /**
