@@ -20,6 +20,7 @@ import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { ChunkCache } from '../src/cache.js';
 import { configureDecoding, decodingConfig, decodingStats } from '../src/codecs.js';
+import { nativeReaderBinding } from '../src/native.js';
 import { openVolume } from '../src/ome.js';
 import type { Region } from '../src/region.js';
 
@@ -245,7 +246,8 @@ async function main() {
   console.log(fmt(header));
   console.log(`|${widths.map((w) => '-'.repeat(w + 2)).join('|')}|`);
   for (const l of lines) console.log(fmt(l));
-  console.log(`\ndecoded chunks: ${JSON.stringify(decodingStats())}; slowest ratio ${slowest.toFixed(2)}`);
+  const loopJobs = nativeReaderBinding()?.codecs().loopJobs ?? 0;
+  console.log(`\ndecoded chunks: ${JSON.stringify(decodingStats())}, ${loopJobs} of them by the event loop's thread; slowest ratio ${slowest.toFixed(2)}`);
   if (lines.some((l) => l[7] !== 'yes')) {
     console.error('the two readers returned different voxels');
     process.exitCode = 1;

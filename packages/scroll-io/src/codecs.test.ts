@@ -296,6 +296,8 @@ describe('resolveDecodingConfig', () => {
     expect(() => resolveDecodingConfig({ threads: 1.5 })).toThrow(/threads/);
     expect(() => resolveDecodingConfig({ minPooledBytes: -3 })).toThrow(/minPooledBytes/);
     expect(() => resolveDecodingConfig({ native: 'yes' as never })).toThrow(/native/);
+    expect(c.idleLoopReads).toBe(true);
+    expect(() => resolveDecodingConfig({ idleLoopReads: 1 as never })).toThrow(/idleLoopReads/);
     expect(() => resolveDecodingConfig({ thread: 2 } as never)).toThrow(/thread/);
   });
 });

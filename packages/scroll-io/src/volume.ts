@@ -6,7 +6,7 @@ import * as zarr from 'zarrita';
 import { atomicWriteFile } from './atomic.js';
 import { ChunkCache, defaultChunkCache } from './cache.js';
 // Registers the native (and worker-thread) decoders in zarrita's codec registry before any array opens.
-import { countCompiledChunk, useNativeReader } from './codecs.js';
+import { countCompiledChunk, useIdleLoopReads, useNativeReader } from './codecs.js';
 import { allocate, bytesPerElement, describeType, type Dtype, type DtypeArrayMap, dtypeOf, isDtype, viewOf, type VolumeArray } from './dtype.js';
 import { makeEncoder, type ChunkEncoder } from './encode.js';
 import {
@@ -284,7 +284,8 @@ export class ZarrVolume implements Volume {
   /**
    * One chunk through the compiled reader; false when its file does not exist. A chunk read `alone`
    * (the only one its caller waits for) may use blosc's threads for its blocks, or be run by the
-   * event loop's thread when that would otherwise sleep until a pool thread had done it.
+   * event loop's thread when that would otherwise sleep until a pool thread had done it
+   * ({@link DecodingConfig.idleLoopReads}).
    */
   async #compiledRead(
     binding: NativeReaderBinding,
@@ -310,7 +311,7 @@ export class ZarrVolume implements Volume {
         box ? box.extent : [],
         keep,
         box ? box.direct : false,
-        alone,
+        alone && useIdleLoopReads(),
       );
       if (status === 1) return false;
       countCompiledChunk();
