@@ -14,6 +14,7 @@
 //
 // The codec libraries are opened with dlopen at first use, so the addon builds with no -dev packages
 // and a machine without libblosc or libzstd still reads every other codec (the JS path takes over).
+#define _GNU_SOURCE // preadv2, RWF_NOWAIT
 #define NAPI_VERSION 8
 #include <node_api.h>
 #include <uv.h>
@@ -28,6 +29,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #define MAX_DIMS 16
@@ -545,6 +547,8 @@ static int64_t direct_offset(Job *j) {
   return off * j->itemsize;
 }
 
+static void finish_job(Job *j, uint8_t *fbuf, size_t size);
+
 static void run_job(Job *j) {
   int fd = open(j->path, O_RDONLY | O_CLOEXEC);
   if (fd < 0) {
@@ -620,6 +624,12 @@ static void run_job(Job *j) {
     fail(j, ST_IO, "file shrank while being read%s (%lld of %lld bytes)", "", (long long)got, (long long)size);
     return;
   }
+  finish_job(j, fbuf, size);
+}
+
+/** Decodes the chunk file's `size` bytes in `fbuf` and copies the box where the job wants it. */
+static void finish_job(Job *j, uint8_t *fbuf, size_t size) {
+  uint8_t *dest_direct = j->direct ? j->out + direct_offset(j) : NULL;
   uint8_t *dec = j->keep ? j->keep : dest_direct ? dest_direct : NULL;
   if (!dec) {
     if (j->codec == CODEC_RAW) dec = fbuf;
@@ -667,8 +677,10 @@ static void execute(napi_env env, void *data) {
 // is about to sleep (nothing pending, no immediates, no timer due: uv_backend_timeout() != 0) and a
 // single-chunk job is still queued, the loop thread takes it and runs it itself. The pool thread that
 // wakes for it finds it taken and returns; the job completes through the usual path. The loop never
-// takes a job while JavaScript has work queued, and only chunks of at most LOOP_JOB_MAX_BYTES (a few ms
-// of decoding), so a loop that takes one answers its next event at most that much later.
+// takes a job while JavaScript has work queued, never one whose file is not all in the page cache
+// (loop_try), and only chunks of at most LOOP_JOB_MAX_BYTES (a few ms of decoding), so a loop that
+// takes one answers its next event at most that much later. JavaScript marks a job `alone` only for
+// arrays on local file systems, where opening a file does not wait on a network.
 #define LOOP_JOB_MAX_BYTES ((size_t)4 << 20)
 
 typedef struct LoopState {
@@ -694,18 +706,58 @@ static void unlist(LoopState *ls, Job *j) {
   if (!ls->head) uv_prepare_stop(&ls->prepare);
 }
 
+static int loop_try(Job *j);
+
 static void on_prepare(uv_prepare_t *h) {
   LoopState *ls = (LoopState *)h->data;
   if (uv_backend_timeout(ls->loop) == 0) return;
   while (ls->head) {
     Job *j = ls->head;
     unlist(ls, j);
-    if (take(j)) {
-      run_job(j);
+    if (__atomic_load_n(&j->taken, __ATOMIC_ACQUIRE)) continue;
+    if (loop_try(j)) {
       __atomic_fetch_add(&loop_jobs, 1, __ATOMIC_RELAXED);
       return;
     }
   }
+}
+
+/**
+ * The loop thread's attempt at a listed job. It reads the chunk file into this thread's buffer
+ * without waiting for a disk (preadv2 with RWF_NOWAIT), and takes and finishes the job only if all of
+ * the file was in the page cache: the loop must never sleep on I/O. An absent file is taken too (read
+ * as the fill value). Anything else (data on the disk, a file system without RWF_NOWAIT, an error) is
+ * left to the pool thread, which reports errors as usual.
+ * @returns 1 when the loop ran the job
+ */
+static int loop_try(Job *j) {
+  int fd = open(j->path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    if ((errno == ENOENT || errno == ENOTDIR) && take(j)) {
+      j->status = ST_MISSING;
+      return 1;
+    }
+    return 0;
+  }
+  struct stat st;
+  size_t size = 0, got = 0;
+  uint8_t *buf = NULL;
+  if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode)) {
+    size = (size_t)st.st_size;
+    buf = grow(&tl_file, &tl_file_cap, size);
+    while (buf && got < size) {
+      struct iovec v = {buf + got, size - got};
+      ssize_t r = preadv2(fd, &v, 1, (off_t)got, RWF_NOWAIT);
+      if (r < 0 && errno == EINTR) continue;
+      if (r <= 0) break;
+      got += (size_t)r;
+    }
+  }
+  close(fd);
+  if (!buf || got != size || !take(j)) return 0;
+  j->file_bytes = size;
+  finish_job(j, buf, size);
+  return 1;
 }
 
 static void free_handle_owner(uv_handle_t *h) { free(h->data); }

@@ -5,7 +5,7 @@
  * keep a wrong call from touching memory outside its buffers.
  */
 import { execFileSync, spawnSync } from 'node:child_process';
-import { closeSync, openSync, read, writeSync } from 'node:fs';
+import { closeSync, openSync, read, statfsSync, writeSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -71,6 +71,34 @@ async function readWith(nativeReader: boolean, path: string, region: Region, cac
     await configureDecoding();
   }
 }
+
+/**
+ * Python: writes each file given to disk, drops it from the page cache, and counts those of which no
+ * page is left there (mincore on a mapping, which unlike a read starts no readahead); prints
+ * {"evicted": n}.
+ */
+const EVICT_FROM_PAGE_CACHE = `
+import ctypes, json, os, sys
+libc = ctypes.CDLL(None, use_errno=True)
+libc.mmap.restype = ctypes.c_void_p
+libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long]
+libc.mincore.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p]
+libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+n = 0
+for p in sys.argv[1:]:
+    fd = os.open(p, os.O_RDONLY)
+    os.fsync(fd)
+    os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    size = os.fstat(fd).st_size
+    pages = (ctypes.c_ubyte * ((size + 4095) // 4096))()
+    addr = libc.mmap(None, size, 1, 1, fd, 0)  # PROT_READ, MAP_SHARED
+    if addr in (None, ctypes.c_void_p(-1).value) or libc.mincore(addr, size, pages) != 0:
+        raise OSError(ctypes.get_errno(), "mmap/mincore failed for " + p)
+    libc.munmap(addr, size)
+    os.close(fd)
+    n += all(b & 1 == 0 for b in pages)
+print(json.dumps({"evicted": n}))
+`;
 
 const gc = (() => {
   setFlagsFromString('--expose-gc');
@@ -338,6 +366,33 @@ describe('lone chunk reads run by the event loop thread while it would otherwise
     }
     const whole = { offset: [0, 0, 0], shape };
     await check(await untaken(() => [...lone.map((r) => blosc.read(r)), zstd.read(whole)]), [...lone, whole]);
+  });
+
+  it('leaves a chunk whose file is not in the page cache to the pool: the loop never waits on a disk', async () => {
+    // Evicted with posix_fadvise after an fsync, which needs a disk-backed file system (tmpfs keeps
+    // every file in memory): the package's own directory when the temporary one is not.
+    const onDisk = [0x01021994, 0x858458f6].includes(statfsSync(dir).type) ? await mkdtemp(join(process.cwd(), '.uncached-')) : dir;
+    try {
+      const path = join(onDisk, 'loop-uncached');
+      const v = await createVolume(path, { shape, chunks, dtype: 'uint16', compressor: 'zstd' });
+      await v.write({ offset: [0, 0, 0], shape }, filled('uint16', shape));
+      const files = coords.map((o) => join(path, ...o.map((x, d) => String(x / chunks[d]))));
+      const evict = spawnSync('python3', ['-c', EVICT_FROM_PAGE_CACHE, ...files], { encoding: 'utf8' });
+      expect(evict.status, evict.stderr).toBe(0);
+      expect(JSON.parse(evict.stdout), 'files still in the page cache after posix_fadvise(DONTNEED)').toEqual({ evicted: 16 });
+      const vol = await openVolume(path, { cache: new ChunkCache(0) });
+      const reads = await whilePoolBusy(async () => {
+        const before = loopJobs();
+        const started = coords.map((offset) => vol.read({ offset, shape: chunks }));
+        await sleep(50);
+        expect(loopJobs()).toBe(before);
+        return started;
+      });
+      const got = await Promise.all(reads);
+      coords.forEach((offset, i) => expect(sameBytes(got[i].data, want(offset)), `${offset}`).toBe(true));
+    } finally {
+      if (onDisk !== dir) await rm(onDisk, { recursive: true, force: true });
+    }
   });
 
   it('returns the same voxels for awaited reads one at a time, whichever thread runs each', async () => {

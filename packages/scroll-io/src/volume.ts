@@ -1,4 +1,4 @@
-import { mkdir, rm, stat, unlink } from 'node:fs/promises';
+import { mkdir, rm, stat, statfs, unlink } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import type { AbsolutePath, AsyncReadable } from '@zarrita/storage';
@@ -107,12 +107,15 @@ export class ZarrVolume implements Volume {
   readonly #chunkBytes: number;
   /** A zero per dimension (the box origin of a whole-chunk read). */
   readonly #zeros: number[];
+  /** On a local file system: the event loop may read a lone chunk itself (DecodingConfig.idleLoopReads). */
+  readonly #localDisk: boolean;
 
   protected constructor(
     path: string,
     meta: ArrayMeta,
     store: HandoffStore,
     array: zarr.Array<zarr.DataType, HandoffStore>,
+    localDisk: boolean,
     spatial: Spatial,
     options: OpenArrayOptions,
   ) {
@@ -136,12 +139,13 @@ export class ZarrVolume implements Volume {
     this.#chunkDir = join(path, '/');
     this.#chunkBytes = product(this.chunks) * bytesPerElement(this.dtype);
     this.#zeros = this.chunks.map(() => 0);
+    this.#localDisk = localDisk;
   }
 
   /** Opens the array at `path` (which must be an array, not a group). */
   static async open(path: string, meta: ArrayMeta, spatial: Spatial, options: OpenArrayOptions = {}): Promise<ZarrVolume> {
-    const { store, array } = await openZarrita(path, meta);
-    return new ZarrVolume(path, meta, store, array, spatial, options);
+    const { store, array, localDisk } = await openZarrita(path, meta);
+    return new ZarrVolume(path, meta, store, array, localDisk, spatial, options);
   }
 
   /** Opens the zarrita array over a fresh store; shared by subclasses. */
@@ -311,7 +315,7 @@ export class ZarrVolume implements Volume {
         box ? box.extent : [],
         keep,
         box ? box.direct : false,
-        alone && useIdleLoopReads(),
+        alone && this.#localDisk && useIdleLoopReads(),
       );
       if (status === 1) return false;
       countCompiledChunk();
@@ -456,9 +460,26 @@ async function openZarrita(path: string, meta: ArrayMeta) {
   const store = new HandoffStore(readableStore(path));
   try {
     const array = meta.zarrFormat === 2 ? await zarr.open.v2(store, { kind: 'array' }) : await zarr.open.v3(store, { kind: 'array' });
-    return { store, array };
+    return { store, array, localDisk: await onLocalDisk(path) };
   } catch (cause) {
     throw new ZarrError(`${path}: zarrita cannot open the array: ${(cause as Error).message}`, path, { cause });
+  }
+}
+
+/**
+ * Linux `statfs` magic numbers of local file systems, where opening a file never waits on a network:
+ * ext2/3/4, XFS, Btrfs, tmpfs, ramfs, overlayfs, ZFS, F2FS, bcachefs. NFS, SMB, FUSE, Lustre, GPFS,
+ * Ceph and anything unknown are left out: there the event loop does not read chunks itself.
+ */
+const LOCAL_FILE_SYSTEMS = new Set([0xef53, 0x58465342, 0x9123683e, 0x01021994, 0x858458f6, 0x794c7630, 0x2fc12fc1, 0xf2f52010, 0xca451a4e]);
+
+/** Whether a local path lies on a local file system (see {@link LOCAL_FILE_SYSTEMS}); false for URLs. */
+async function onLocalDisk(path: string): Promise<boolean> {
+  if (isUrl(path)) return false;
+  try {
+    return LOCAL_FILE_SYSTEMS.has((await statfs(path)).type);
+  } catch {
+    return false;
   }
 }
 
@@ -481,7 +502,7 @@ export class WritableZarrVolume extends ZarrVolume implements WritableVolume {
   readonly #dirs = new Set<string>();
 
   private constructor(path: string, meta: ArrayMeta, parts: Awaited<ReturnType<typeof openZarrita>>, encode: ChunkEncoder, spatial: Spatial, options: WritableOptions) {
-    super(path, meta, parts.store, parts.array, spatial, options);
+    super(path, meta, parts.store, parts.array, parts.localDisk, spatial, options);
     this.#encode = encode;
     this.#writeEmpty = options.writeEmptyChunks ?? false;
     this.#writeConcurrency = options.writeConcurrency ?? 4;
