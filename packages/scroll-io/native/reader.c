@@ -23,6 +23,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <sched.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -334,7 +336,7 @@ struct Job {
   int status;
   size_t file_bytes;
   char msg[320];
-  // 0 until a thread takes the job: a pool thread in execute() or the loop thread in on_prepare().
+  // JOB_FREE until a thread takes the job: a pool thread in execute() or the loop thread in loop_try().
   int taken;
   // On its env's list of jobs the loop thread may take while it has nothing else to do.
   int listed;
@@ -659,8 +661,21 @@ static void finish_job(Job *j, uint8_t *fbuf, size_t size) {
   j->status = ST_OK;
 }
 
-/** Claims the job for the calling thread; false when another thread has it already. */
-static int take(Job *j) { return __atomic_exchange_n(&j->taken, 1, __ATOMIC_ACQ_REL) == 0; }
+// Job.taken: free; the loop thread trying to read the file without waiting (loop_try); taken.
+enum { JOB_FREE = 0, JOB_TRYING = 1, JOB_TAKEN = 2 };
+
+/**
+ * Claims the job for a pool thread; false when the loop thread has it. While the loop is trying it,
+ * which takes one non-blocking read of the file, waits to see whether the loop keeps it.
+ */
+static int take(Job *j) {
+  for (;;) {
+    int s = JOB_FREE;
+    if (__atomic_compare_exchange_n(&j->taken, &s, JOB_TAKEN, false, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) return 1;
+    if (s == JOB_TAKEN) return 0;
+    sched_yield();
+  }
+}
 
 static void execute(napi_env env, void *data) {
   (void)env;
@@ -714,7 +729,6 @@ static void on_prepare(uv_prepare_t *h) {
   while (ls->head) {
     Job *j = ls->head;
     unlist(ls, j);
-    if (__atomic_load_n(&j->taken, __ATOMIC_ACQUIRE)) continue;
     if (loop_try(j)) {
       __atomic_fetch_add(&loop_jobs, 1, __ATOMIC_RELAXED);
       return;
@@ -731,12 +745,17 @@ static void on_prepare(uv_prepare_t *h) {
  * @returns 1 when the loop ran the job
  */
 static int loop_try(Job *j) {
+  // Claimed first, tentatively, so that the pool thread woken for the job does not start it meanwhile.
+  int s = JOB_FREE;
+  if (!__atomic_compare_exchange_n(&j->taken, &s, JOB_TRYING, false, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) return 0;
   int fd = open(j->path, O_RDONLY | O_CLOEXEC);
   if (fd < 0) {
-    if ((errno == ENOENT || errno == ENOTDIR) && take(j)) {
+    if (errno == ENOENT || errno == ENOTDIR) {
+      __atomic_store_n(&j->taken, JOB_TAKEN, __ATOMIC_RELEASE);
       j->status = ST_MISSING;
       return 1;
     }
+    __atomic_store_n(&j->taken, JOB_FREE, __ATOMIC_RELEASE);
     return 0;
   }
   struct stat st;
@@ -754,7 +773,11 @@ static int loop_try(Job *j) {
     }
   }
   close(fd);
-  if (!buf || got != size || !take(j)) return 0;
+  if (!buf || got != size) {
+    __atomic_store_n(&j->taken, JOB_FREE, __ATOMIC_RELEASE); // the pool thread reads it, waiting as it may
+    return 0;
+  }
+  __atomic_store_n(&j->taken, JOB_TAKEN, __ATOMIC_RELEASE);
   j->file_bytes = size;
   finish_job(j, buf, size);
   return 1;
