@@ -14,9 +14,10 @@ export interface NativeReaderBinding {
    * Reads one chunk file and copies `extent` voxels from `srcStart` in the chunk to `dstStart` in
    * `out` (C order, `outShape`); with `direct`, the whole chunk is decoded straight into `out`
    * (it must map onto one contiguous range there). `keep`, when given, receives the whole decoded
-   * chunk too (for the chunk cache). `alone` marks the only chunk of a read: the event loop's thread
-   * may then run the job itself if it would otherwise sleep until a pool thread has (zstd and raw
-   * chunks of at most 4 MiB; see native/reader.c).
+   * chunk too (for the chunk cache). `alone` marks the only chunk of a read on a local file system:
+   * the event loop's thread may then run the job itself if it would otherwise sleep until a pool
+   * thread has (zstd and raw chunks of at most 4 MiB whose file is all in the page cache; see
+   * native/reader.c).
    * @returns 0 when read, 1 when the file does not exist; rejects with an Error carrying `corrupt`
    *   (the bytes are not a valid chunk) and `fileBytes`
    */
