@@ -209,6 +209,27 @@ describe('compiled chunk reader', () => {
     }
   });
 
+  it('keeps chunk cache entries of 2 MiB and more in its recycled memory too', async () => {
+    const b = nativeReaderBinding()!;
+    const path = join(dir, 'cache-entries');
+    const size = [128, 128, 256];
+    const v = await createVolume(path, { shape: size, chunks: [128, 128, 128], dtype: 'uint8', compressor: 'zstd' });
+    await v.write({ offset: [0, 0, 0], shape: size }, filled('uint8', size));
+    const vol = await openVolume(path, { cache: new ChunkCache(64 << 20) });
+    const handedOut = () => b.poolStats().reused + b.poolStats().mapped;
+    const region = { offset: [0, 0, 128], shape: [128, 128, 128] };
+    let before = handedOut();
+    const first = (await vol.read(region)).data;
+    // The output and the cache entry (2 MiB each): fresh memory's page faults cost more than decoding.
+    expect(handedOut() - before).toBe(2);
+    before = handedOut();
+    const second = (await vol.read(region)).data;
+    // A cache hit: only the output.
+    expect(handedOut() - before).toBe(1);
+    const want = expected('uint8', size, () => true, 0, region);
+    expect(sameBytes(first, want) && sameBytes(second, want)).toBe(true);
+  });
+
   it('lets V8 reclaim dropped outputs with young-generation collections, not full ones', () => {
     // In a fresh process, so that no other test's heap or external memory sets off collections:
     // 200 outputs of 2 MiB, each dropped at once, as a loop of single-chunk reads drops them.
