@@ -1,7 +1,7 @@
 /**
  * Read throughput of @goe/scroll-io against zarr-python on the same stores, in one run.
  *
- *   npx nx run scroll-io:bench [-- --shape 256,512,512 --chunk 128 --reps 3 --threads N --dir DIR]
+ *   npx nx run scroll-io:bench [-- --shape 256,512,512 --chunk 128 --reps 3 --threads N --cache MiB --dir DIR]
  *
  * zarr-python (bench/zarr_bench.py, /usr/bin/python3) writes a CT-like uint8 volume as blosc-lz4,
  * blosc-zstd, zstd and raw stores; then both readers read the same list of regions, one read at a time
@@ -33,11 +33,13 @@ interface Args {
   chunk: number;
   reps: number;
   threads?: number;
+  /** A chunk cache of this many MiB for our reads, fresh for every pass; 0: none. */
+  cacheMiB: number;
   dir: string;
 }
 
 function parseArgs(argv: string[]): Args {
-  const a: Args = { shape: [256, 512, 512], chunk: 128, reps: 3, dir: join(tmpdir(), 'goe-scroll-io-bench') };
+  const a: Args = { shape: [256, 512, 512], chunk: 128, reps: 3, cacheMiB: 0, dir: join(tmpdir(), 'goe-scroll-io-bench') };
   for (let i = 0; i < argv.length; i++) {
     const k = argv[i];
     const v = argv[++i];
@@ -46,10 +48,12 @@ function parseArgs(argv: string[]): Args {
     else if (k === '--chunk') a.chunk = Number(v);
     else if (k === '--reps') a.reps = Number(v);
     else if (k === '--threads') a.threads = Number(v);
+    else if (k === '--cache') a.cacheMiB = Number(v);
     else if (k === '--dir') a.dir = v;
-    else throw new Error(`unknown option ${k} (expected --shape, --chunk, --reps, --threads, --dir)`);
+    else throw new Error(`unknown option ${k} (expected --shape, --chunk, --reps, --threads, --cache, --dir)`);
   }
   if (a.shape.length !== 3 || a.shape.some((s) => !Number.isInteger(s) || s < 64)) throw new Error('--shape: three integers >= 64');
+  if (!Number.isInteger(a.cacheMiB) || a.cacheMiB < 0) throw new Error('--cache: an integer number of MiB >= 0');
   return a;
 }
 
@@ -171,13 +175,15 @@ interface RowResult {
  * of ours and then all of theirs put the drift into the ratio; alternating passes gives both the same
  * conditions, and the spread of the pass-by-pass ratios shows how much noise is left.
  */
-async function readBoth(dir: string, planFile: string, rows: Row[], reps: number) {
+async function readBoth(dir: string, planFile: string, rows: Row[], reps: number, cacheMiB: number) {
   const results: Record<string, Record<string, RowResult>> = {};
   const peer = new PythonPeer(dir, planFile);
+  // No chunk cache by default: every read decodes, as zarr-python does. A cache is fresh per pass, so
+  // that every read still decodes (and fills it).
+  const open = (store: string) => openVolume(join(dir, store), { cache: new ChunkCache(cacheMiB * 2 ** 20) });
   try {
     for (const store of STORES) {
-      // No chunk cache: every read decodes, as zarr-python does.
-      const vol = await openVolume(join(dir, store), { cache: new ChunkCache(0) });
+      let vol = await open(store);
       // Warm-up: starts the decode workers and JIT-compiles the read path.
       for (const [offset, shape] of rows[1].regions.slice(0, 4)) await vol.read({ offset, shape });
       results[store] = {};
@@ -186,6 +192,7 @@ async function readBoth(dir: string, planFile: string, rows: Row[], reps: number
         let b: Timing | undefined;
         const paired: number[] = [];
         for (let rep = 0; rep < reps; rep++) {
+          if (cacheMiB > 0) vol = await open(store);
           const x = await ourPass(vol, row);
           const y = await peer.pass(store, row.name);
           paired.push(y.seconds / x.seconds);
@@ -224,10 +231,11 @@ async function main() {
   const planFile = join(args.dir, 'plan.json');
   writeFileSync(planFile, JSON.stringify({ stores: STORES, rows, reps: args.reps }));
 
-  const results = await readBoth(args.dir, planFile, rows, args.reps);
+  const results = await readBoth(args.dir, planFile, rows, args.reps, args.cacheMiB);
 
   const cfg = decodingConfig();
-  console.log(`\n@goe/scroll-io (${cfg.threads} decode threads, native ${cfg.native}) vs zarr-python ${python(['version']).trim()}; best of ${args.reps}\n`);
+  const cache = args.cacheMiB > 0 ? `, through a fresh ${args.cacheMiB} MiB chunk cache per pass` : '';
+  console.log(`\n@goe/scroll-io (${cfg.threads} decode threads, native ${cfg.native}${cache}) vs zarr-python ${python(['version']).trim()}; best of ${args.reps}\n`);
   const header = ['store', 'read', 'ours MB/s', 'zarr-python MB/s', 'ratio', 'pass ratios', 'median pass ratio', 'same voxels'];
   const lines: string[][] = [];
   let slowest = Infinity;
