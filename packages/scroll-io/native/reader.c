@@ -285,10 +285,10 @@ static napi_value alloc_output(napi_env env, napi_callback_info info) {
   return ab;
 }
 
-/** poolStats() -> { bytes, blocks, reused, mapped, limit, live } */
 // Bytes of every thread's file and decode buffers (below) mapped now, for poolStats().
 static size_t thread_buffer_bytes = 0;
 
+/** poolStats() -> { bytes, blocks, reused, mapped, limit, live, threadBuffers } */
 static napi_value pool_stats(napi_env env, napi_callback_info info) {
   (void)info;
   napi_value o, v;
@@ -512,14 +512,14 @@ static void box_byte_range(const Job *j, size_t *from, size_t *len) {
   *len = (size_t)(hi + 1 - lo) * j->itemsize;
 }
 
+static uint64_t box_block_decodes = 0; // chunks read by decode_box_blocks so far (for tests and stats)
+
 /**
  * Decodes into `dst` only the blosc blocks that hold the box (`blosc_getitem`), for a box that is part
  * of the chunk: a box of 64 z-planes in a 128³ chunk needs at most half of its blocks, 32 planes a
  * quarter. Sets *skip to the chunk byte that dst[0] holds. 0, 1 when the whole chunk is to be decoded
  * (no getitem, or the box spans it), or -1 with a failure recorded in j.
  */
-static uint64_t box_block_decodes = 0; // chunks read that way so far (for tests and stats)
-
 static int decode_box_blocks(Job *j, const uint8_t *src, size_t n, uint8_t *dst, int64_t *skip) {
   if (!blosc.getitem || n < 16) return 1;
   size_t from, len;
@@ -547,6 +547,24 @@ static int64_t direct_offset(Job *j) {
   c_strides(j->out_shape, j->ndim, ds);
   for (int i = 0; i < j->ndim; i++) off += j->dst_start[i] * ds[i];
   return off * j->itemsize;
+}
+
+/**
+ * Reads `len` bytes of the file from byte `from` into buf, as far as it can: preadv2 with `flags`
+ * (0 waits for the disk as pread does; RWF_NOWAIT stops where the page cache ends). Returns the
+ * bytes read; fewer than `len` at the end of the file, on an error (errno kept) or, with RWF_NOWAIT,
+ * where data is not cached.
+ */
+static size_t read_at(int fd, uint8_t *buf, size_t len, size_t from, int flags) {
+  size_t got = 0;
+  while (got < len) {
+    struct iovec v = {buf + got, len - got};
+    ssize_t r = preadv2(fd, &v, 1, (off_t)(from + got), flags);
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) break;
+    got += (size_t)r;
+  }
+  return got;
 }
 
 static void finish_job(Job *j, uint8_t *fbuf, size_t size);
@@ -582,17 +600,12 @@ static void run_job(Job *j) {
     size_t from, len;
     box_byte_range(j, &from, &len);
     uint8_t *buf = grow(&tl_file, &tl_file_cap, len);
-    size_t got = 0;
-    while (buf && got < len) {
-      ssize_t r = pread(fd, buf + got, len - got, (off_t)(from + got));
-      if (r < 0 && errno == EINTR) continue;
-      if (r <= 0) break;
-      got += (size_t)r;
-    }
+    errno = 0;
+    size_t got = buf ? read_at(fd, buf, len, from, 0) : 0;
     int err = errno;
     close(fd);
     if (!buf || got != len) {
-      fail(j, ST_IO, "cannot read: %s%lld%lld", buf ? (got < len ? "short read" : strerror(err)) : "out of memory", 0, 0);
+      fail(j, ST_IO, "cannot read: %s%lld%lld", !buf ? "out of memory" : err ? strerror(err) : "short read", 0, 0);
       return;
     }
     copy_box(buf, (int64_t)from, j->chunk_shape, j->src_start, j->out, j->out_shape, j->dst_start, j->extent, j->ndim, j->itemsize);
@@ -609,19 +622,14 @@ static void run_job(Job *j) {
     close(fd);
     return;
   }
-  size_t got = 0;
-  while (got < size) {
-    ssize_t r = pread(fd, fbuf + got, size - got, (off_t)got);
-    if (r < 0) {
-      if (errno == EINTR) continue;
-      fail(j, ST_IO, "cannot read: %s%lld%lld", strerror(errno), 0, 0);
-      close(fd);
-      return;
-    }
-    if (r == 0) break;
-    got += (size_t)r;
-  }
+  errno = 0;
+  size_t got = read_at(fd, fbuf, size, 0, 0);
+  int err = errno;
   close(fd);
+  if (got != size && err) {
+    fail(j, ST_IO, "cannot read: %s%lld%lld", strerror(err), 0, 0);
+    return;
+  }
   if (got != size) {
     fail(j, ST_IO, "file shrank while being read%s (%lld of %lld bytes)", "", (long long)got, (long long)size);
     return;
@@ -764,13 +772,7 @@ static int loop_try(Job *j) {
   if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode)) {
     size = (size_t)st.st_size;
     buf = grow(&tl_file, &tl_file_cap, size);
-    while (buf && got < size) {
-      struct iovec v = {buf + got, size - got};
-      ssize_t r = preadv2(fd, &v, 1, (off_t)got, RWF_NOWAIT);
-      if (r < 0 && errno == EINTR) continue;
-      if (r <= 0) break;
-      got += (size_t)r;
-    }
+    if (buf) got = read_at(fd, buf, size, 0, RWF_NOWAIT);
   }
   close(fd);
   if (!buf || got != size) {

@@ -222,8 +222,7 @@ export class ZarrVolume implements Volume {
     const inside = lo.every((l, i) => l === region.offset[i] && hi[i] === region.offset[i] + shape[i]);
     const bytes = n * bytesPerElement(this.dtype);
     // Outputs are zeroed (or filled) up front only where chunks will not cover them.
-    const buffer = bytes >= HUGE_OUTPUT_BYTES ? binding.allocOutput(bytes, !inside && this.fillValue === 0) : new ArrayBuffer(bytes);
-    const out = viewOf(this.dtype, buffer);
+    const out = compiledMemory(binding, this.dtype, bytes, !inside && this.fillValue === 0);
     if (!inside && this.fillValue !== 0) out.fill(this.fillValue);
     if (lo.some((l, i) => l >= hi[i])) return { data: out, shape };
     const coords = [...chunksTouching(lo, hi, this.chunks)];
@@ -242,7 +241,7 @@ export class ZarrVolume implements Volume {
       else {
         let copied = false;
         const data = await this.cache.getOrLoad(this.cacheKey(c), async () => {
-          const keep = this.#chunkMemory(binding);
+          const keep = compiledMemory(binding, this.dtype, this.#chunkBytes, false);
           copied = true;
           return (await this.#compiledRead(binding, codec, alone, c, box, keep)) ? keep : null;
         });
@@ -255,16 +254,6 @@ export class ZarrVolume implements Volume {
     if (coords.length === 1) await readOne(coords[0]);
     else await mapLimit(coords, this.#concurrency, readOne);
     return { data: out, shape };
-  }
-
-  /**
-   * Memory for one decoded chunk read by the compiled reader (a cache entry): for chunks of 2 MiB and
-   * more, recycled huge pages from the reader's pool, as for outputs. Fresh memory's page faults made
-   * a read that fills the cache 1.2-2x slower than one without it (16 random 128^3 chunks).
-   */
-  #chunkMemory(binding: NativeReaderBinding): VolumeArray {
-    const bytes = this.#chunkBytes;
-    return viewOf(this.dtype, bytes >= HUGE_OUTPUT_BYTES ? binding.allocOutput(bytes, false) : new ArrayBuffer(bytes));
   }
 
   /** Whether `region` is exactly one chunk of the array (aligned, chunk-shaped, inside). */
@@ -284,8 +273,7 @@ export class ZarrVolume implements Volume {
    * the bench's single-chunk zstd reads): as much as the thread hand-off this path exists to save.
    */
   #readWholeChunkCompiled(region: Region, binding: NativeReaderBinding, codec: number): Promise<RegionData> {
-    const bytes = this.#chunkBytes;
-    const out = viewOf(this.dtype, bytes >= HUGE_OUTPUT_BYTES ? binding.allocOutput(bytes, false) : new ArrayBuffer(bytes));
+    const out = compiledMemory(binding, this.dtype, this.#chunkBytes, false);
     const coords = region.offset.map((o, i) => o / this.chunks[i]);
     const box = { out, shape: this.chunks, srcStart: this.#zeros, dstStart: this.#zeros, extent: this.chunks, direct: true };
     return this.#compiledRead(binding, codec, true, coords, box, null).then((present) => {
@@ -344,12 +332,7 @@ export class ZarrVolume implements Volume {
    * any other region.
    */
   async #readWholeChunk(region: Region): Promise<RegionData | undefined> {
-    const n = this.chunks.length;
-    if (n === 0) return undefined;
-    for (let i = 0; i < n; i++) {
-      const o = region.offset[i];
-      if (region.shape[i] !== this.chunks[i] || o % this.chunks[i] !== 0 || o < 0 || o + this.chunks[i] > this.shape[i]) return undefined;
-    }
+    if (!this.#isWholeChunk(region)) return undefined;
     const c = region.offset.map((o, i) => o / this.chunks[i]);
     const { data, owned } = await this.cache.getOrLoadOwned(this.cacheKey(c), () => this.loadChunk(c));
     const shape = region.shape.slice();
@@ -390,7 +373,7 @@ export class ZarrVolume implements Volume {
   protected async loadChunk(coords: readonly number[]): Promise<VolumeArray | null> {
     const compiled = this.#compiled();
     if (compiled) {
-      const keep = this.#chunkMemory(compiled.binding);
+      const keep = compiledMemory(compiled.binding, this.dtype, this.#chunkBytes, false);
       return (await this.#compiledRead(compiled.binding, compiled.codec, false, coords, null, keep)) ? keep : null;
     }
     const key = this.chunkKey(coords);
@@ -465,6 +448,16 @@ const CORES = availableParallelism();
  * a mapping is whole 2 MiB pages, so smaller outputs would take up to twice their size or more.
  */
 const HUGE_OUTPUT_BYTES = 2 << 20;
+
+/**
+ * Memory for a compiled read's output or a chunk cache entry: from `HUGE_OUTPUT_BYTES` on, the
+ * reader's recycled huge pages (zeroed only when `zero`), else a plain ArrayBuffer. Fresh memory's
+ * page faults cost more than decoding: cache entries allocated fresh made reads that fill the cache
+ * 1.2-2x slower (16 random 128^3 chunks; `npx nx run scroll-io:bench -- --cache 512`).
+ */
+function compiledMemory<D extends Dtype>(binding: NativeReaderBinding, dtype: D, bytes: number, zero: boolean): DtypeArrayMap[D] {
+  return viewOf(dtype, bytes >= HUGE_OUTPUT_BYTES ? binding.allocOutput(bytes, zero) : new ArrayBuffer(bytes));
+}
 
 async function openZarrita(path: string, meta: ArrayMeta) {
   const store = new HandoffStore(readableStore(path));
